@@ -1,0 +1,10 @@
+"""One base class for the errors nbkit raises on purpose. Their message is one line that says what to change; the
+CLI and the apps print it instead of a traceback."""
+
+
+class NbkitError(Exception):
+    """A clear, expected failure: bad input, a missing model, a name collision, no network."""
+
+
+class ConfigError(NbkitError, ValueError):
+    """An experiment config that cannot work (e.g. zero problems, a fraction outside [0, 1])."""

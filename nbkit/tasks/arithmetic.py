@@ -1,0 +1,114 @@
+"""n-digit addition, the STaR paper's arithmetic task, with a column-by-column scratchpad.
+
+The paper's scratchpad (Nye et al. 2021) lists digit pairs and carries. Ours says the same thing in words and keeps a
+running result, so that reading off the answer is a copy, which a 135M model can learn from 64 examples:
+
+    What is 47 + 85?
+    Ones: 7 + 5 = 12. Write 2, carry 1. So far: 2
+    Tens: 4 + 8 + 1 = 13. Write 3, carry 1. So far: 32
+    Carry: 1. So far: 132
+    Answer: 132
+
+Train and test are disjoint by construction: a problem's split is a hash of (a, b), so no seed or size can leak
+test problems into training.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import re
+
+from nbkit.tasks.base import Example, Task, TaskError
+
+COLUMNS = ["Ones", "Tens", "Hundreds", "Thousands", "Ten-thousands", "Hundred-thousands"]
+_ANSWER = re.compile(r"Answer:\s*(-?[\d,]+)")
+_NUMBER = re.compile(r"-?\d[\d,]*")
+
+
+def scratchpad(a: int, b: int) -> str:
+    """Example: scratchpad(47, 85) -> the four lines in the module docstring, without the Answer line."""
+    da, db = str(a)[::-1], str(b)[::-1]
+    lines, carry, so_far = [], 0, ""
+    for i in range(max(len(da), len(db))):
+        x, y = int(da[i]) if i < len(da) else 0, int(db[i]) if i < len(db) else 0
+        total = x + y + carry
+        expr = f"{x} + {y}" + (f" + {carry}" if carry else "")
+        carry, digit = divmod(total, 10)
+        so_far = f"{digit}{so_far}"
+        col = COLUMNS[i] if i < len(COLUMNS) else f"Column {i + 1}"
+        lines.append(f"{col}: {expr} = {total}. Write {digit}, carry {carry}. So far: {so_far}")
+    if carry:
+        lines.append(f"Carry: {carry}. So far: {carry}{so_far}")
+    return "\n".join(lines)
+
+
+def in_test_split(a: int, b: int, test_share: int = 5) -> bool:
+    """One problem in `test_share` goes to test, decided by a hash of the operands (stable across runs)."""
+    return hashlib.sha256(f"{a}+{b}".encode()).digest()[0] % test_share == 0
+
+
+class Arithmetic(Task):
+    """Addition of two n-digit numbers, n in `digits`. Difficulty is n."""
+
+    name = "arithmetic"
+
+    def __init__(self, digits: tuple[int, ...] | list[int] = (1, 2, 3), seed: int = 0):
+        digits = tuple(int(d) for d in digits)
+        if not digits or any(d < 1 or d > 6 for d in digits):
+            raise TaskError(f"arithmetic digits must be between 1 and 6, got {digits}")
+        self.digits, self.seed = digits, seed
+
+    def question_text(self, ex: Example) -> str:
+        return f"What is {ex.meta['a']} + {ex.meta['b']}?"
+
+    def make(self, a: int, b: int) -> Example:
+        return Example(
+            question=f"{a} + {b}",
+            answer=str(a + b),
+            difficulty=max(len(str(a)), len(str(b))),
+            rationale=scratchpad(a, b),
+            meta={"a": a, "b": b},
+        )
+
+    def _draw(self, n: int, test: bool, salt: str) -> list[Example]:
+        """n distinct problems, spread evenly over `digits`, from one side of the split."""
+        if n < 0:
+            raise TaskError(f"number of problems must be >= 0, got {n}")
+        rng = random.Random(f"{self.seed}-{salt}")
+        out: list[Example] = []
+        for j, d in enumerate(self.digits):
+            want = n // len(self.digits) + (1 if j < n % len(self.digits) else 0)
+            lo = 0 if d == 1 else 10 ** (d - 1)
+            pool_size = (10**d - lo) ** 2
+            capacity = pool_size // 5 if test else pool_size - pool_size // 5
+            if want > 0.9 * capacity:
+                raise TaskError(
+                    f"asked for {want} {d}-digit {'test' if test else 'train'} problems; "
+                    f"only about {capacity} exist"
+                )
+            seen: set[tuple[int, int]] = set()
+            while len(seen) < want:
+                a, b = rng.randrange(lo, 10**d), rng.randrange(lo, 10**d)
+                if (a, b) not in seen and in_test_split(a, b) == test:
+                    seen.add((a, b))
+                    out.append(self.make(a, b))
+        return out
+
+    def train(self, n: int, salt: str = "train") -> list[Example]:
+        """n training problems. A different `salt` draws a different (still train-side) sample."""
+        return self._draw(n, test=False, salt=salt)
+
+    def test(self, n: int) -> list[Example]:
+        return self._draw(n, test=True, salt="test")
+
+    def extract_answer(self, text: str) -> str | None:
+        """Example: "...So far: 132\\nAnswer: 132" -> "132"; "The sum is 12." -> "12" (last number)."""
+        m = _ANSWER.findall(text)
+        if m:
+            return m[-1]
+        nums = _NUMBER.findall(text)
+        return nums[-1] if nums else None
+
+    def normalize(self, answer: str) -> str:
+        return answer.replace(",", "").strip().lstrip("+")

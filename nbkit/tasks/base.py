@@ -1,0 +1,167 @@
+"""What every task shares: examples, prompts in plain and chat form, the answer check, TRL's reward signature, and
+an evaluation that reports accuracy overall and per difficulty.
+
+A task subclass supplies `question_text`, `extract_answer` and (optionally) `normalize`; everything else here is
+built on those three, so the reward can never drift from the evaluation.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from nbkit.errors import NbkitError
+
+
+class TaskError(NbkitError, ValueError):
+    """A task cannot be built from what it was given (empty data, bad file, bad arguments)."""
+
+
+@dataclass(frozen=True)
+class Example:
+    question: str
+    answer: str  # the gold final answer, normalized
+    difficulty: int = 1  # arithmetic: digit count; GSM8K: solution steps; multiple choice: 1
+    rationale: str | None = None  # a gold rationale where the dataset has one
+    meta: dict = field(default_factory=dict, compare=False, hash=False)
+
+
+def completion_text(completion) -> str:
+    """TRL hands rewards either plain strings or conversational completions ([{"role": ..., "content": ...}])."""
+    if isinstance(completion, str):
+        return completion
+    if isinstance(completion, list) and completion and isinstance(completion[-1], dict):
+        return str(completion[-1].get("content", ""))
+    if isinstance(completion, dict):
+        return str(completion.get("content", ""))
+    return str(completion)
+
+
+class Task:
+    name = "task"
+    answer_prefix = "Answer:"
+    instruction = ""  # prepended to every question, e.g. how to format the answer
+
+    # ----------------------------------------------------------------------------------------- to override
+    def question_text(self, ex: Example) -> str:
+        return ex.question
+
+    def extract_answer(self, text: str) -> str | None:
+        raise NotImplementedError
+
+    def normalize(self, answer: str) -> str:
+        return answer.strip()
+
+    def rationale(self, ex: Example) -> str | None:
+        """A correct worked rationale for `ex`, if the task can write or look one up (seed data)."""
+        return ex.rationale
+
+    # --------------------------------------------------------------------------------------------- prompts
+    def prompt(self, ex: Example, hint: str | None = None) -> str:
+        """The user turn. `hint` is STaR's rationalization hint: the correct answer, given up front."""
+        text = f"{self.instruction}{self.question_text(ex)}"
+        if hint is not None:
+            text += f"\n(Hint: the answer is {hint}.)"
+        return text
+
+    def chat(self, ex: Example, hint: str | None = None, system: str | None = None) -> list[dict]:
+        msgs = [{"role": "system", "content": system}] if system else []
+        return msgs + [{"role": "user", "content": self.prompt(ex, hint)}]
+
+    def target(self, ex: Example, rationale: str | None = None) -> str:
+        """The assistant turn a model should produce: a rationale (if any) and the answer line."""
+        body = rationale if rationale is not None else self.rationale(ex)
+        answer = f"{self.answer_prefix} {ex.answer}"
+        return f"{body}\n{answer}" if body else answer
+
+    def sft_record(self, ex: Example, rationale: str | None = None) -> dict:
+        """A row in TRL's conversational prompt-completion format (loss on the completion only)."""
+        return {
+            "prompt": self.chat(ex),
+            "completion": [{"role": "assistant", "content": self.target(ex, rationale)}],
+            "answer": ex.answer,
+            "difficulty": ex.difficulty,
+        }
+
+    def rl_record(self, ex: Example) -> dict:
+        """A row for TRL's GRPOTrainer: the prompt plus the columns the reward reads."""
+        return {"prompt": self.chat(ex), "answer": ex.answer, "difficulty": ex.difficulty}
+
+    def fewshot(self, shots: list[Example], ex: Example, hint: str | None = None) -> list[dict]:
+        """A chat with worked examples as earlier turns, then the question (the paper's few-shot seed)."""
+        msgs: list[dict] = []
+        for s in shots:
+            msgs += [
+                {"role": "user", "content": self.prompt(s)},
+                {"role": "assistant", "content": self.target(s)},
+            ]
+        return msgs + [{"role": "user", "content": self.prompt(ex, hint)}]
+
+    # ------------------------------------------------------------------------------------------ checking
+    def is_correct(self, completion, ex_or_answer: Example | str) -> bool:
+        gold = ex_or_answer.answer if isinstance(ex_or_answer, Example) else ex_or_answer
+        got = self.extract_answer(completion_text(completion))
+        return got is not None and self.normalize(got) == self.normalize(str(gold))
+
+    def reward(self, completions, answer, **kwargs) -> list[float]:
+        """TRL reward signature: 1.0 for a correct final answer, else 0.0. `answer` is the dataset column."""
+        if len(answer) != len(completions):
+            raise TaskError(
+                f"{self.name}.reward got {len(completions)} completions but {len(answer)} answers"
+            )
+        return [float(self.is_correct(c, a)) for c, a in zip(completions, answer)]
+
+    # ------------------------------------------------------------------------------------------ evaluate
+    def evaluate(
+        self,
+        model,
+        tokenizer,
+        examples: list[Example],
+        max_new_tokens: int = 96,
+        batch_size: int = 32,
+        messages=None,
+        progress: bool = True,
+    ) -> dict:
+        """Greedy accuracy on `examples`, overall and per difficulty.
+
+        Returns {"accuracy": float, "by_difficulty": {d: acc}, "n": int, "rows": [{question, answer, completion,
+        correct, difficulty}]}. `messages` optionally maps an Example to its chat (e.g. a few-shot prompt).
+        """
+        from nbkit.sampling import sample
+
+        if not examples:
+            raise TaskError(f"{self.name}: nothing to evaluate (0 examples)")
+        chats = [messages(ex) if messages else self.chat(ex) for ex in examples]
+        out = sample(
+            model,
+            tokenizer,
+            chats,
+            k=1,
+            temperature=0.0,
+            max_new_tokens=max_new_tokens,
+            batch_size=batch_size,
+            progress=progress,
+            desc=f"eval {self.name}",
+        )
+        rows = [
+            {
+                "question": ex.question,
+                "answer": ex.answer,
+                "completion": s.text,
+                "difficulty": ex.difficulty,
+                "correct": self.is_correct(s.text, ex),
+            }
+            for ex, s in zip(examples, out.items)
+        ]
+        return {**accuracy_table(rows), "rows": rows}
+
+
+def accuracy_table(rows: list[dict]) -> dict:
+    """Example: [{"difficulty": 1, "correct": True}, {"difficulty": 2, "correct": False}]
+    -> {"accuracy": 0.5, "by_difficulty": {1: 1.0, 2: 0.0}, "n": 2}"""
+    by = defaultdict(list)
+    for r in rows:
+        by[r["difficulty"]].append(float(r["correct"]))
+    n = len(rows)
+    acc = sum(float(r["correct"]) for r in rows) / n if n else 0.0
+    return {"accuracy": acc, "by_difficulty": {d: sum(v) / len(v) for d, v in sorted(by.items())}, "n": n}

@@ -1,0 +1,120 @@
+"""Thin glue between TRL's trainers and the run registry.
+
+- `trainer_config(cls, ...)`: a TRL config (SFTConfig, DPOConfig, GRPOConfig) with settings that work on a laptop
+  CPU and on a GPU alike: fp32 on CPU (TRL refuses bf16 there), bf16 on GPU, no activation checkpointing (it only
+  costs time on small models), no checkpoints written by the trainer (the registry saves the result), logging every
+  step.
+- `RegistryCallback`: sends every TRL log line to a run in the registry (and so to wandb).
+- `sft(...)`: supervised fine-tuning of a model on prompt-completion records, the step STaR, the RFT warm-start and
+  the budget sweep share.
+- `lora_config(...)`: a peft LoRA config on the attention projections.
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+
+import torch
+from transformers import TrainerCallback
+
+
+def on_gpu() -> bool:
+    return torch.cuda.is_available()
+
+
+def trainer_config(cls, output_dir: str | None = None, **overrides):
+    """A TRL config object of class `cls` with laptop-safe defaults; `overrides` win."""
+    gpu = on_gpu()
+    defaults = dict(
+        output_dir=output_dir or tempfile.mkdtemp(prefix="nbkit-trainer-"),
+        use_cpu=not gpu,
+        bf16=gpu and torch.cuda.is_bf16_supported(),
+        activation_checkpointing=False,
+        report_to="none",  # the registry callback forwards metrics to wandb
+        save_strategy="no",
+        logging_steps=1,
+        disable_tqdm=False,
+        dataloader_num_workers=0,
+        seed=0,
+    )
+    defaults.update(overrides)
+    return cls(**defaults)
+
+
+class RegistryCallback(TrainerCallback):
+    """Forwards the trainer's logs to a RunWriter, optionally under a prefix (e.g. "sft/")."""
+
+    def __init__(self, run, prefix: str = "", step_offset: int = 0):
+        self.run, self.prefix, self.step_offset = run, prefix, step_offset
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if logs:
+            scalars = {f"{self.prefix}{k}": v for k, v in logs.items() if isinstance(v, (int, float))}
+            self.run.log(scalars, step=state.global_step + self.step_offset)
+
+
+def lora_config(r: int = 8, alpha: int = 16, dropout: float = 0.0):
+    from peft import LoraConfig
+
+    return LoraConfig(
+        r=r,
+        lora_alpha=alpha,
+        lora_dropout=dropout,
+        task_type="CAUSAL_LM",
+        target_modules=["q_proj", "k_proj", "v_proj", "o_proj"],
+    )
+
+
+def sft(
+    model,
+    tokenizer,
+    records: list[dict],
+    steps: int | None = None,
+    epochs: float = 1.0,
+    lr: float = 5e-5,
+    batch_size: int = 8,
+    max_length: int = 512,
+    run=None,
+    prefix: str = "sft/",
+    lora=None,
+    seed: int = 0,
+    callbacks: list | None = None,
+    **config_overrides,
+):
+    """Fine-tune `model` in place on prompt-completion `records` with TRL's SFTTrainer; returns the trainer.
+
+    records: rows like Task.sft_record() makes ({"prompt": [...messages], "completion": [...]}); the loss covers
+    the completion only. `steps` fixes the number of optimizer steps (else `epochs`). `run` is a RunWriter that
+    receives the logs. `lora` is a peft config, or None for a full fine-tune.
+    """
+    from datasets import Dataset
+    from trl import SFTConfig, SFTTrainer
+
+    if not records:
+        raise ValueError("sft: no training records (0 examples); nothing to fine-tune on")
+    if steps is None:
+        steps = max(1, math.ceil(len(records) * epochs / batch_size))
+    cfg = trainer_config(
+        SFTConfig,
+        max_steps=steps,
+        learning_rate=lr,
+        per_device_train_batch_size=batch_size,
+        max_length=max_length,
+        lr_scheduler_type="constant_with_warmup",
+        warmup_steps=0,
+        seed=seed,
+        **config_overrides,
+    )
+    trainer = SFTTrainer(
+        model=model,
+        args=cfg,
+        train_dataset=Dataset.from_list(records),
+        processing_class=tokenizer,
+        peft_config=lora,
+        callbacks=([RegistryCallback(run, prefix)] if run is not None else []) + (callbacks or []),
+    )
+    trainer.train()
+    model = trainer.model
+    model.eval()
+    return trainer
