@@ -118,3 +118,10 @@ def sft(
     model = trainer.model
     model.eval()
     return trainer
+
+
+def is_main_process() -> bool:
+    """False on the non-zero ranks of an `accelerate launch`/torchrun job: only rank 0 writes the registry."""
+    import os
+
+    return int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0"))) == 0
