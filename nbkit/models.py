@@ -165,10 +165,18 @@ def _gguf_file() -> Path:
 
 
 def _gguf_tokenizer():
+    """The SmolLM2 tokenizer from the GGUF, saved once as normal tokenizer files (parsing the GGUF takes ~10 s)."""
     from transformers import AutoTokenizer
 
+    saved = cache_dir() / "downloads" / "smollm2-tokenizer"
+    if (saved / "tokenizer_config.json").exists():
+        return AutoTokenizer.from_pretrained(str(saved))
     gguf = _gguf_file()
-    return AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    tmp = Path(tempfile.mkdtemp(dir=saved.parent))
+    tok.save_pretrained(tmp)
+    os.replace(tmp, saved)
+    return tok
 
 
 def _build_smollm2_from_gguf(out: Path) -> None:
@@ -374,14 +382,16 @@ def load(
         model.eval()
         return model, tok
 
-    kwargs = dict(dtype=dtype, use_safetensors=True, trust_remote_code=False)
+    # Offline, look only in the local HF cache: the hub client would otherwise retry for tens of seconds.
+    local_only = not Path(path).is_dir() and not hub_reachable()
+    kwargs = dict(dtype=dtype, use_safetensors=True, trust_remote_code=False, local_files_only=local_only)
     try:
-        tok = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
+        tok = AutoTokenizer.from_pretrained(path, trust_remote_code=False, local_files_only=local_only)
         model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
     except OSError as e:
         if Path(path).is_dir():
             raise ModelError(f"{path} is not a usable checkpoint: {e}") from e
-        hint = "" if hub_reachable() else " The hub is unreachable from here (offline)."
+        hint = " The hub is unreachable from here (offline)." if local_only else ""
         raise ModelError(
             f"Could not load {path!r} from the Hugging Face hub.{hint} Offline, use a short name "
             f"({', '.join(n for n, s in KNOWN.items() if s.offline)}) or a local checkpoint directory."
