@@ -203,14 +203,19 @@ def sample(
 
 @torch.inference_mode()
 def token_logprobs(
-    model, tokenizer, prompt, completion: str, chat: bool = True, system: str | None = None
+    model, tokenizer, prompt, completion: str | list[int], chat: bool = True, system: str | None = None
 ) -> list[tuple[str, float]]:
     """Per-token log-probs of `completion` after `prompt` under `model`: [(token_text, logprob), ...].
 
-    Used to compare how two checkpoints score the same answer, token by token.
+    Used to compare how two checkpoints score the same answer, token by token. `completion` may be token ids,
+    which avoids a decode/encode round trip.
     """
     prompt_ids = encode_prompts(tokenizer, [prompt], chat, system)[0]
-    comp_ids = tokenizer(completion, add_special_tokens=False)["input_ids"]
+    comp_ids = (
+        list(completion)
+        if not isinstance(completion, str)
+        else tokenizer(completion, add_special_tokens=False)["input_ids"]
+    )
     if not comp_ids:
         return []
     check_fits([prompt_ids + comp_ids], 0, context_length(model))

@@ -80,13 +80,15 @@ class Arithmetic(Task):
         for j, d in enumerate(self.digits):
             want = n // len(self.digits) + (1 if j < n % len(self.digits) else 0)
             lo = 0 if d == 1 else 10 ** (d - 1)
-            pool_size = (10**d - lo) ** 2
-            capacity = pool_size // 5 if test else pool_size - pool_size // 5
-            if want > 0.9 * capacity:
-                raise TaskError(
-                    f"asked for {want} {d}-digit {'test' if test else 'train'} problems; "
-                    f"only about {capacity} exist"
-                )
+            if (10**d - lo) ** 2 <= 20_000:  # small pool (1-2 digits): enumerate it exactly
+                pool = [
+                    (a, b) for a in range(lo, 10**d) for b in range(lo, 10**d) if in_test_split(a, b) == test
+                ]
+                if want > len(pool):
+                    side = "test" if test else "train"
+                    raise TaskError(f"asked for {want} {d}-digit {side} problems; only {len(pool)} exist")
+                out += [self.make(a, b) for a, b in rng.sample(pool, want)]
+                continue
             seen: set[tuple[int, int]] = set()
             while len(seen) < want:
                 a, b = rng.randrange(lo, 10**d), rng.randrange(lo, 10**d)

@@ -1,0 +1,98 @@
+import os
+import subprocess
+import sys
+
+import pytest
+
+from nbkit.runs import Registry, RunError, wandb_mode
+
+
+def test_create_log_commit_and_read_back(registry, tiny):
+    model, tok = tiny
+    with registry.create("base", kind="base", config={"model": "tiny"}):
+        pass
+    with registry.create("sft-1", kind="sft", config={"lr": 1e-4}, parent="base") as run:
+        run.log({"loss": 2.0}, step=1)
+        run.log({"loss": 1.5}, step=2)
+        run.save_model(model, tok)
+        run.set_summary(accuracy=0.25)
+    got = registry.get("sft-1")
+    assert got.kind == "sft" and got.parent == "base" and got.config == {"lr": 1e-4}
+    assert got.metrics() == [{"step": 1, "loss": 2.0}, {"step": 2, "loss": 1.5}]
+    assert got.summary == {"accuracy": 0.25} and got.checkpoint is not None and not got.adapter
+    assert {"platform", "torch", "cores"} <= set(got.hardware)
+    assert [r.name for r in registry.lineage("sft-1")] == ["base", "sft-1"]
+    assert registry.get("base").model_source == "tiny"
+    loaded, _ = registry.load("sft-1", dtype="float32")
+    assert sum(p.numel() for p in loaded.parameters()) == sum(p.numel() for p in model.parameters())
+    assert list(registry.table()["name"]) == ["base", "sft-1"]
+
+
+def test_name_collision_is_refused(registry):
+    with registry.create("a", kind="base", config={"model": "tiny"}):
+        pass
+    with pytest.raises(RunError, match="a run named 'a' already exists"):
+        registry.create("a", kind="base")
+    assert registry.get("a").kind == "base"
+
+
+def test_bad_names_and_parents(registry):
+    for bad in ["", "../x", ".hidden", "a/b"]:
+        with pytest.raises(RunError, match="invalid run name"):
+            registry.create(bad, kind="x")
+    with pytest.raises(RunError, match="parent run 'ghost' is not in"):
+        registry.create("child", kind="sft", parent="ghost")
+    with pytest.raises(RunError, match="no run named 'nope'"):
+        registry.get("nope")
+
+
+def test_exception_inside_leaves_nothing_registered(registry):
+    with pytest.raises(ZeroDivisionError), registry.create("boom", kind="sft") as run:
+        run.log({"loss": 1.0}, step=1)
+        1 / 0
+    assert not registry.exists("boom") and registry.names() == []
+    with registry.create("boom", kind="sft"):  # the name is free again
+        pass
+
+
+def test_killed_process_never_appears_half_registered(registry):
+    code = (
+        "import os; from nbkit.runs import Registry\n"
+        f"r = Registry({str(registry.root)!r})\n"
+        "w = r.create('killed', kind='sft', config={'x': 1})\n"
+        "w.log({'loss': 1.0}, step=1)\n"
+        "os._exit(9)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], env={**os.environ, "NBKIT_WANDB": "off"})
+    assert proc.returncode == 9
+    assert registry.names() == [] and not registry.exists("killed")
+
+
+def test_delete(registry):
+    with registry.create("x", kind="base"):
+        pass
+    registry.delete("x")
+    assert registry.names() == []
+
+
+def test_wandb_mode(monkeypatch, tmp_path):
+    monkeypatch.delenv("NBKIT_WANDB", raising=False)
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert wandb_mode("auto") == "offline"  # no key: never prompt, never crash
+    monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
+    assert wandb_mode("auto") == "online"
+    assert wandb_mode("off") == "disabled"
+    monkeypatch.setenv("NBKIT_WANDB", "off")
+    assert wandb_mode("online") == "disabled"
+
+
+def test_wandb_offline_mirrors_metrics(tmp_path, monkeypatch):
+    monkeypatch.setenv("NBKIT_WANDB", "offline")
+    reg = Registry(tmp_path / "runs")
+    with reg.create("tracked", kind="sft") as run:
+        run.log({"loss": 0.5}, step=1)
+    offline = list((tmp_path / "runs" / ".wandb" / "wandb").glob("offline-run-*"))
+    assert len(offline) == 1 and list(offline[0].glob("*.wandb"))
+    assert reg.get("tracked").metrics() == [{"step": 1, "loss": 0.5}]

@@ -1,0 +1,146 @@
+import json
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from nbkit.tasks import FIXTURES, GSM8K, Arithmetic, MultipleChoice, TaskError, accuracy_table, get_task
+from nbkit.tasks.arithmetic import in_test_split, scratchpad
+
+
+def test_scratchpad_golden():
+    assert scratchpad(47, 85) == (
+        "Ones: 7 + 5 = 12. Write 2, carry 1. So far: 2\n"
+        "Tens: 4 + 8 + 1 = 13. Write 3, carry 1. So far: 32\n"
+        "Carry: 1. So far: 132"
+    )
+    assert scratchpad(3, 4) == "Ones: 3 + 4 = 7. Write 7, carry 0. So far: 7"
+
+
+@given(st.integers(0, 99999), st.integers(0, 99999))
+@settings(max_examples=200, deadline=None)
+def test_scratchpad_always_ends_in_the_sum(a, b):
+    assert scratchpad(a, b).rsplit("So far: ", 1)[1] == str(a + b)
+    task = Arithmetic()
+    ex = task.make(a, b)
+    assert task.is_correct(task.target(ex), ex)
+
+
+def test_splits_are_disjoint_seeded_and_balanced():
+    task = Arithmetic(digits=(1, 2, 3), seed=0)
+    train, test = task.train(150), task.test(45)
+    assert not {e.question for e in train} & {e.question for e in test}
+    assert all(not in_test_split(e.meta["a"], e.meta["b"]) for e in train)
+    assert [e.question for e in task.train(150)] == [e.question for e in train]
+    assert [e.question for e in Arithmetic(seed=1).train(150)] != [e.question for e in train]
+    assert [sum(e.difficulty == d for e in test) for d in (1, 2, 3)] == [15, 15, 15]
+    assert len({e.question for e in train}) == 150
+
+
+def test_arithmetic_bad_inputs():
+    with pytest.raises(TaskError, match="between 1 and 6"):
+        Arithmetic(digits=(0,))
+    with pytest.raises(TaskError, match="only 1[0-9] exist|only 2[0-9] exist"):
+        Arithmetic(digits=(1,)).test(50)
+
+
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        ("So far: 132\nAnswer: 132", "132"),
+        ("The sum is 12.", "12"),
+        ("Answer: 1,024", "1,024"),
+        ("no idea", None),
+        ("Answer: 5\nAnswer: 7", "7"),
+    ],
+)
+def test_extract_answer(text, expected):
+    assert Arithmetic().extract_answer(text) == expected
+
+
+def test_reward_has_trl_signature_and_reuses_the_check():
+    task = Arithmetic()
+    completions = ["Answer: 132", [{"role": "assistant", "content": "Answer: 131"}], "1,024", "nothing"]
+    assert task.reward(completions, answer=["132", "132", "1024", "5"], prompts=None) == [1.0, 0.0, 1.0, 0.0]
+    with pytest.raises(TaskError, match="got 2 completions but 1 answers"):
+        task.reward(["a", "b"], answer=["1"])
+
+
+def test_prompts_chat_hint_and_fewshot():
+    task = Arithmetic()
+    ex = task.make(47, 85)
+    assert task.prompt(ex) == "What is 47 + 85?"
+    assert task.prompt(ex, hint="132").endswith("(Hint: the answer is 132.)")
+    assert task.chat(ex, system="S") == [
+        {"role": "system", "content": "S"},
+        {"role": "user", "content": "What is 47 + 85?"},
+    ]
+    shots = task.fewshot([task.make(1, 2)], ex)
+    assert [m["role"] for m in shots] == ["user", "assistant", "user"]
+    rec = task.sft_record(ex)
+    assert rec["completion"][0]["content"].endswith("Answer: 132") and rec["answer"] == "132"
+
+
+def test_accuracy_table():
+    rows = [
+        {"difficulty": 1, "correct": True},
+        {"difficulty": 2, "correct": False},
+        {"difficulty": 2, "correct": True},
+    ]
+    assert accuracy_table(rows) == {"accuracy": 2 / 3, "by_difficulty": {1: 1.0, 2: 0.5}, "n": 3}
+
+
+def test_evaluate_on_tiny(tiny):
+    model, tok = tiny
+    task = Arithmetic(digits=(1, 2))
+    res = task.evaluate(model, tok, task.test(6), max_new_tokens=4, progress=False)
+    assert res["n"] == 6 and set(res["by_difficulty"]) == {1, 2}
+    assert len(res["rows"]) == 6 and all(isinstance(r["completion"], str) for r in res["rows"])
+    with pytest.raises(TaskError, match="0 examples"):
+        task.evaluate(model, tok, [])
+
+
+def test_gsm8k_fixture_through_datasets():
+    task = GSM8K(FIXTURES / "gsm8k_sample.jsonl")
+    assert len(task.train()) == 8 and len(task.test()) == 2
+    ex = task.examples[0]
+    assert ex.answer == "72" and "<<" not in ex.rationale and ex.difficulty == 2
+    assert task.is_correct("so 72 clips.\nAnswer: 72", ex)
+    assert task.is_correct("#### 72", ex) and not task.is_correct("Answer: 71", ex)
+    assert GSM8K.parse({"question": "q", "answer": "x\n#### 1,250"}).answer == "1250"
+    assert task.normalize("10.0") == "10"
+
+
+def test_gsm8k_bad_inputs(tmp_path):
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    with pytest.raises(TaskError):
+        GSM8K(empty)
+    with pytest.raises(TaskError, match="no such file"):
+        GSM8K(tmp_path / "missing.jsonl")
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"question": "q", "answer": "no marker"}) + "\n")
+    with pytest.raises(TaskError, match="without '####'"):
+        GSM8K(bad)
+
+
+def test_multiple_choice_both_schemas(tmp_path):
+    task = MultipleChoice(FIXTURES / "commonsenseqa_sample.jsonl")
+    ex = task.examples[0]
+    assert ex.answer == "A" and "(E) avoid" in task.prompt(ex)
+    assert task.is_correct("So the answer is (a).", ex) and not task.is_correct("Answer: B", ex)
+    flat = tmp_path / "flat.jsonl"
+    flat.write_text(
+        json.dumps({"question": "Q?", "choices": {"label": ["A", "B"], "text": ["x", "y"]}, "answerKey": "B"})
+        + "\n"
+    )
+    assert MultipleChoice(flat).examples[0].answer == "B"
+    flat.write_text(json.dumps({"question": "Q?", "answerKey": "B"}) + "\n")
+    with pytest.raises(TaskError, match="CommonsenseQA-format"):
+        MultipleChoice(flat)
+
+
+def test_get_task():
+    assert isinstance(get_task("arithmetic", digits=(2,)), Arithmetic)
+    with pytest.raises(TaskError, match="known tasks: arithmetic, gsm8k, multiple_choice"):
+        get_task("sudoku")
