@@ -49,7 +49,7 @@ def test_bad_names_and_parents(registry):
 def test_exception_inside_leaves_nothing_registered(registry):
     with pytest.raises(ZeroDivisionError), registry.create("boom", kind="sft") as run:
         run.log({"loss": 1.0}, step=1)
-        1 / 0
+        raise ZeroDivisionError("simulated failure mid-run")
     assert not registry.exists("boom") and registry.names() == []
     with registry.create("boom", kind="sft"):  # the name is free again
         pass
