@@ -1,0 +1,710 @@
+"""Serve checkpoints in Gradio apps: `nbkit chat [MODEL]` (one model) and `nbkit compare [MODEL ...]` (the arena).
+
+This module holds what the apps need besides layout: the model catalog (what a client may pick), a memory-capped
+model cache, token streaming, input caps, and launching with a safe share/auth policy. `apps/chat.py` and
+`apps/compare.py` (in the repository, next to `nbkit/`) hold only layout and event wiring; the arena maths lives
+in `nbkit.arena`.
+
+- Catalog: a client picks a *label* from the server's list: registry runs (by run name), the offline short names
+  (`tiny`, `smollm2-135m`, and any cached one), and the ids given at launch. Any other string (`../../etc`, a hub
+  id nobody launched) is refused before anything is loaded.
+- Cache: loaded models are kept, least recently used first out, while their weights fit `cache_gb`.
+- Streaming: `transformers.TextIteratorStreamer` with `generate` in a thread; `stream_many` runs several of those
+  at once and merges their chunks as they come, so compare never waits for one model to finish.
+- Sharing: `--share` without `--auth` generates a password and prints it; a public link is never open to anyone.
+  Offline, Gradio's share server is unreachable: we say so in one line (with the real error) and keep serving on
+  the local URL, instead of Gradio's misleading "Missing file ... frpc".
+- The apps are loaded from the repository's `apps/` folder (or $NBKIT_APPS) with importlib, as `build(backend)`.
+  An install without the repository gets a one-line error saying so.
+
+    nbkit chat smollm2-135m --port 7860
+    nbkit compare tiny star-it1 star-it2 --share            # prints a generated password
+    from nbkit.serve import launch_inline; launch_inline("compare", ["base", "sft"])   # in a notebook
+
+Simplified relative to FastChat/LlamaBoard: one process, one model per thread, no batching across users, no
+multi-GPU workers, no moderation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import importlib.util
+import inspect
+import os
+import queue
+import re
+import secrets
+import sys
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from nbkit.errors import ConfigError, NbkitError
+
+APPS = ("chat", "compare")
+
+
+class ServeError(NbkitError):
+    """A request the server refuses (unknown model, input too long, ...); the message says what to change."""
+
+
+@dataclass
+class ServeConfig:
+    models: list[str] = field(
+        default_factory=list, metadata={"help": "models given at launch (first = default)"}
+    )
+    host: str = field(default="127.0.0.1", metadata={"help": "interface to listen on (0.0.0.0 = the LAN)"})
+    port: int | None = field(default=None, metadata={"help": "port; None = first free from 7860"})
+    share: bool = field(default=False, metadata={"help": "ask Gradio for a public link (needs a password)"})
+    auth: str | None = field(default=None, metadata={"help": "USER:PASS required to open the app"})
+    registry: str | None = field(default=None, metadata={"help": "run registry folder (default $NBKIT_RUNS)"})
+    arena_db: str | None = field(
+        default=None, metadata={"help": "vote file (default <registry>/arena.sqlite)"}
+    )
+    cache_gb: float = field(default=4.0, metadata={"help": "memory for loaded weights; LRU eviction beyond"})
+    max_input_chars: int = field(default=4000, metadata={"help": "longest prompt accepted, in characters"})
+    max_new_tokens: int = field(default=256, metadata={"help": "cap on new tokens per answer"})
+    default_new_tokens: int = field(default=128, metadata={"help": "the slider's starting value"})
+    concurrency: int = field(default=2, metadata={"help": "generations running at once (2 CPU cores here)"})
+    queue_size: int = field(default=64, metadata={"help": "requests waiting beyond that; more are refused"})
+
+    @classmethod
+    def for_profile(cls, name: str) -> ServeConfig:
+        if name == "smoke":
+            return cls(models=["tiny"], max_new_tokens=32, default_new_tokens=16)
+        if name == "gpu":
+            return cls(models=["qwen2.5-0.5b"], cache_gb=16.0, max_new_tokens=512, default_new_tokens=256)
+        return cls(models=["smollm2-135m"])
+
+
+# --------------------------------------------------------------------------------------------------- input caps
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def clean_text(text) -> str:
+    """Drop control characters (keeping tab and newline) and lone surrogates, which break tokenizers.
+
+    Example: "hi\\x00\\x1b[31m!" -> "hi[31m!"
+    """
+    text = "" if text is None else str(text)
+    return _CONTROL.sub("", text.encode("utf-8", "replace").decode("utf-8"))
+
+
+def check_prompt(text, max_chars: int) -> str:
+    """The cleaned prompt, or ServeError with a clear message when it is empty or too long."""
+    text = clean_text(text)
+    if not text.strip():
+        raise ServeError("The prompt is empty: type a message first.")
+    if len(text) > max_chars:
+        raise ServeError(
+            f"The prompt is {len(text):,} characters; this server accepts at most {max_chars:,}. Shorten it."
+        )
+    return text
+
+
+def message_text(content) -> str:
+    """Text of a chat message's content, whether a string or Gradio's list of parts ([{"type": "text", ...}])."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(p.get("text", "") if isinstance(p, dict) else str(p) for p in content)
+    return "" if content is None else str(content)
+
+
+def fit_history(
+    tok, messages: list[dict], max_new_tokens: int, limit: int, system: str | None = None
+) -> list[dict]:
+    """Drop the oldest turns until the chat (plus `max_new_tokens`) fits in `limit` tokens; the last user turn
+    is always kept, and a ServeError says so when even it does not fit."""
+    from nbkit.sampling import encode_prompts
+
+    msgs = list(messages)
+    while True:
+        n = len(encode_prompts(tok, [msgs], chat=True, system=system)[0])
+        if n + max_new_tokens <= limit:
+            return msgs
+        if len(msgs) <= 1:
+            raise ServeError(
+                f"The prompt is {n} tokens; with {max_new_tokens} new tokens that exceeds the model's context of "
+                f"{limit} tokens. Shorten it or lower max new tokens."
+            )
+        msgs = msgs[2:] if len(msgs) > 2 else msgs[1:]
+
+
+# --------------------------------------------------------------------------------------------------- catalog
+
+
+class Catalog:
+    """What clients may pick: label -> model source for `nbkit.models.load`. Re-reads the registry each call, so
+    runs finished while the app is up appear without a restart."""
+
+    def __init__(self, launch: Sequence[str] = (), registry=None):
+        from nbkit import models
+
+        self.launch = list(dict.fromkeys(launch))
+        self.registry = registry
+        cached = {r["name"] for r in models.cached() if r["ok"]}
+        self.known = [n for n, s in models.KNOWN.items() if s.offline or n in cached]
+
+    def entries(self) -> dict[str, str]:
+        out = {name: name for name in self.known}
+        for name in self.launch:
+            out.setdefault(name, name)
+        if self.registry is not None:
+            for run in self.registry.list():
+                try:
+                    source = run.model_source
+                except NbkitError:
+                    continue  # a run with no checkpoint and no model: nothing to serve
+                out[run.name if run.name not in out else f"run:{run.name}"] = source
+        return out
+
+    def choices(self) -> list[str]:
+        return list(self.entries())
+
+    def source(self, label) -> str:
+        entries = self.entries()
+        if not isinstance(label, str) or label not in entries:
+            raise ServeError(
+                f"Model {str(label)[:80]!r} is not offered by this server. Pick one of: {', '.join(entries)}."
+            )
+        return entries[label]
+
+
+def model_bytes(model) -> int:
+    return sum(t.numel() * t.element_size() for t in list(model.parameters()) + list(model.buffers()))
+
+
+class ModelCache:
+    """Loaded (model, tokenizer) pairs by label, least recently used evicted while the total exceeds `max_bytes`.
+
+    A model being used by a request stays alive for that request even if evicted (the request holds it)."""
+
+    def __init__(self, loader: Callable[[str], tuple], max_bytes: int):
+        self.loader, self.max_bytes = loader, max_bytes
+        self._items: OrderedDict[str, tuple] = OrderedDict()
+        self._lock = threading.Lock()
+        self._loading: dict[str, threading.Lock] = {}
+
+    def get(self, label: str) -> tuple:
+        with self._lock:
+            if label in self._items:
+                self._items.move_to_end(label)
+                return self._items[label][:2]
+            load_lock = self._loading.setdefault(label, threading.Lock())
+        with load_lock:  # two requests for the same new model load it once
+            with self._lock:
+                if label in self._items:
+                    return self._items[label][:2]
+            model, tok = self.loader(label)
+            size = model_bytes(model)
+            with self._lock:
+                self._items[label] = (model, tok, size)
+                while len(self._items) > 1 and sum(v[2] for v in self._items.values()) > self.max_bytes:
+                    self._items.popitem(last=False)
+        return model, tok
+
+    def loaded(self) -> list[str]:
+        with self._lock:
+            return list(self._items)
+
+    @property
+    def used_bytes(self) -> int:
+        with self._lock:
+            return sum(v[2] for v in self._items.values())
+
+
+# --------------------------------------------------------------------------------------------------- streaming
+
+
+@dataclass
+class Chunk:
+    """The answer so far. `at` is time.perf_counter() when it arrived (to show interleaving across models)."""
+
+    text: str
+    n_tokens: int
+    seconds: float
+    first_token_s: float | None
+    done: bool = False
+    at: float = 0.0
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self.n_tokens / self.seconds if self.seconds > 0 else 0.0
+
+    def stats(self) -> str:
+        first = f" · first token {self.first_token_s:.2f} s" if self.first_token_s is not None else ""
+        return f"{self.n_tokens} tokens · {self.tokens_per_second:.1f} tok/s{first}"
+
+
+def _streamer_class():
+    from transformers import StoppingCriteria, TextIteratorStreamer
+
+    class CountingStreamer(TextIteratorStreamer):
+        def __init__(self, *a, **kw):
+            super().__init__(*a, **kw)
+            self.n_tokens, self.first_token_at = 0, None
+
+        def put(self, value):
+            if not (self.skip_prompt and self.next_tokens_are_prompt):
+                self.n_tokens += int(value.numel())
+                self.first_token_at = self.first_token_at or time.perf_counter()
+            super().put(value)
+
+    class EventStop(StoppingCriteria):
+        def __init__(self, *events: threading.Event | None):
+            self.events = [e for e in events if e is not None]
+
+        def __call__(self, input_ids, scores, **kw):
+            return any(e.is_set() for e in self.events)
+
+    return CountingStreamer, EventStop
+
+
+def stream_generate(
+    model,
+    tok,
+    messages: list[dict],
+    system: str | None = None,
+    temperature: float = 0.7,
+    top_p: float = 0.95,
+    max_new_tokens: int = 128,
+    stop: Sequence[str] | None = None,
+    stop_event: threading.Event | None = None,
+    min_new_tokens: int = 0,
+) -> Iterator[Chunk]:
+    """Stream one answer to a chat. Yields Chunks with the full text so far; the last one has done=True.
+
+    `generate` runs in a daemon thread; closing this iterator (or setting `stop_event`) stops it at the next token.
+    """
+    import torch
+
+    from nbkit.sampling import _eos_ids, context_length, encode_prompts
+
+    streamer_cls, event_stop = _streamer_class()
+    msgs = fit_history(tok, messages, max_new_tokens, context_length(model), system)
+    ids = encode_prompts(tok, [msgs], chat=True, system=system)[0]
+    device = next(model.parameters()).device
+    input_ids = torch.tensor([ids], device=device)
+    closed = threading.Event()  # set when this stream ends; `stop_event` may be shared with other streams
+    streamer = streamer_cls(tok, skip_prompt=True, skip_special_tokens=True, timeout=300)
+    eos = sorted(_eos_ids(model, tok))
+    kwargs = dict(
+        input_ids=input_ids,
+        attention_mask=torch.ones_like(input_ids),
+        max_new_tokens=int(max_new_tokens),
+        min_new_tokens=int(min_new_tokens),
+        streamer=streamer,
+        stopping_criteria=[event_stop(stop_event, closed)],
+        pad_token_id=tok.pad_token_id if tok.pad_token_id is not None else eos[0],
+        eos_token_id=eos,
+    )
+    if temperature > 0:
+        kwargs.update(do_sample=True, temperature=float(temperature), top_p=float(top_p), top_k=0)
+    else:
+        kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+    stop = [s for s in (stop or []) if s]
+    if stop:
+        kwargs.update(stop_strings=list(stop), tokenizer=tok)
+    failure: list[BaseException] = []
+
+    def run():
+        try:
+            with torch.inference_mode():
+                model.generate(**kwargs)
+        except BaseException as e:  # noqa: BLE001 - re-raised in the consumer below
+            failure.append(e)
+            streamer.end()
+
+    start = time.perf_counter()
+    thread = threading.Thread(target=run, daemon=True, name="nbkit-generate")
+    thread.start()
+    text, first = "", None
+    try:
+        for piece in streamer:
+            text += piece
+            if stop:
+                cut = min((text.find(s) for s in stop if s in text), default=-1)
+                text = text[:cut] if cut >= 0 else text
+            if text and first is None:
+                first = time.perf_counter() - start
+            now = time.perf_counter()
+            yield Chunk(text, streamer.n_tokens, now - start, first, False, now)
+        if failure:
+            raise ServeError(f"generation failed: {type(failure[0]).__name__}: {failure[0]}")
+        now = time.perf_counter()
+        yield Chunk(text.strip(), streamer.n_tokens, now - start, first, True, now)
+    finally:
+        closed.set()
+        thread.join(timeout=30)
+
+
+def stream_many(jobs: Sequence[Callable[[threading.Event], Iterator[Chunk]]]) -> Iterator[list[Chunk | None]]:
+    """Run several streams at once, each in its own thread; yield the latest Chunk of every stream whenever any of
+    them advances. Closing the iterator stops all of them. Errors end that stream with its message as text."""
+    events: queue.Queue = queue.Queue()
+    stop = threading.Event()
+
+    def worker(i: int, job) -> None:
+        try:
+            for chunk in job(stop):
+                events.put((i, chunk))
+        except Exception as e:  # noqa: BLE001 - one failing model must not end the others
+            msg = str(e) if isinstance(e, NbkitError) else f"{type(e).__name__}: {e}"
+            events.put((i, Chunk(f"[error] {msg}", 0, 0.0, None, True, time.perf_counter())))
+        finally:
+            events.put((i, None))
+
+    threads = [threading.Thread(target=worker, args=(i, j), daemon=True) for i, j in enumerate(jobs)]
+    for t in threads:
+        t.start()
+    latest: list[Chunk | None] = [None] * len(jobs)
+    running = len(jobs)
+    try:
+        while running:
+            i, chunk = events.get()
+            if chunk is None:
+                running -= 1
+                continue
+            latest[i] = chunk
+            yield list(latest)
+    finally:
+        stop.set()
+
+
+# --------------------------------------------------------------------------------------------------- backend
+
+
+def _timing(labels, chunks) -> str:
+    return " | ".join(f"**{m}**: {c.stats() if c else 'waiting'}" for m, c in zip(labels, chunks))
+
+
+def ui_errors(fn):
+    """Show ServeError/NbkitError/ValueError messages in the app (gr.Error) instead of a generic 'Error'."""
+    import gradio as gr
+
+    def convert(e: Exception):
+        return gr.Error(str(e), print_exception=False)
+
+    if inspect.isgeneratorfunction(fn):
+
+        @functools.wraps(fn)
+        def gen(*a, **kw):
+            try:
+                yield from fn(*a, **kw)
+            except (NbkitError, ValueError) as e:
+                raise convert(e) from e
+
+        return gen
+
+    @functools.wraps(fn)
+    def call(*a, **kw):
+        try:
+            return fn(*a, **kw)
+        except (NbkitError, ValueError) as e:
+            raise convert(e) from e
+
+    return call
+
+
+class Backend:
+    """Everything the apps call: catalog, cache, caps, streaming, votes. One per server process."""
+
+    def __init__(self, cfg: ServeConfig, registry=None):
+        from nbkit import models
+        from nbkit.arena import Arena, ArenaConfig, VoteStore
+        from nbkit.runs import Registry
+
+        self.cfg = cfg
+        self.registry = registry or Registry(cfg.registry)
+        self.catalog = Catalog(cfg.models, self.registry)
+        self.cache = ModelCache(
+            lambda label: models.load(self.catalog.source(label)), int(cfg.cache_gb * 2**30)
+        )
+        arena_cfg = ArenaConfig()
+        self.votes = VoteStore(Path(cfg.arena_db or self.registry.root / arena_cfg.db))
+        self.arena = Arena(arena_cfg, self.votes)
+
+    def choices(self) -> list[str]:
+        return self.catalog.choices()
+
+    @property
+    def default_models(self) -> list[str]:
+        return [m for m in self.cfg.models if m in self.catalog.entries()] or self.catalog.choices()[:1]
+
+    def model(self, label) -> tuple:
+        self.catalog.source(label)  # refuses anything not listed, before loading
+        return self.cache.get(label)
+
+    def settings(self, temperature, top_p, max_new_tokens) -> dict:
+        """Clamp sampling settings into safe ranges (a client can send anything through the API)."""
+        cap = self.cfg.max_new_tokens
+        return {
+            "temperature": min(max(float(temperature or 0.0), 0.0), 2.0),
+            "top_p": min(max(float(top_p or 1.0), 0.05), 1.0),
+            "max_new_tokens": min(max(int(max_new_tokens or 1), 1), cap),
+        }
+
+    def chat(
+        self, message, history, label, system="", temperature=0.7, top_p=0.95, max_new_tokens=128, stop=""
+    ):
+        """Gradio generator: yields (chat history, stats line, cleared textbox)."""
+        message = check_prompt(message, self.cfg.max_input_chars)
+        model, tok = self.model(label)
+        turns = [
+            {"role": m["role"], "content": clean_text(message_text(m.get("content")))}
+            for m in (history or [])
+            if isinstance(m, dict) and m.get("role") in ("user", "assistant")
+        ] + [{"role": "user", "content": message}]
+        system = clean_text(system).strip()[: self.cfg.max_input_chars] or None
+        stops = [s for s in clean_text(stop).split(",") if s.strip()][:4]
+        shown = turns + [{"role": "assistant", "content": ""}]
+        stream = stream_generate(
+            model, tok, turns, system, stop=stops, **self.settings(temperature, top_p, max_new_tokens)
+        )
+        for chunk in stream:
+            shown = shown[:-1] + [{"role": "assistant", "content": chunk.text}]
+            yield shown, f"**{label}**: {chunk.stats()}", ""
+
+    def stream_answers(self, prompt, labels, system="", temperature=0.7, top_p=0.95, max_new_tokens=128):
+        """Generator of lists of Chunks, one per label, all models generating at once."""
+        prompt = check_prompt(prompt, self.cfg.max_input_chars)
+        system = clean_text(system).strip()[: self.cfg.max_input_chars] or None
+        settings = self.settings(temperature, top_p, max_new_tokens)
+        pairs = [self.model(label) for label in labels]  # load (and refuse) before any thread starts
+        msgs = [{"role": "user", "content": prompt}]
+
+        def job(model, tok):
+            return lambda ev: stream_generate(model, tok, msgs, system, stop_event=ev, **settings)
+
+        yield from stream_many([job(m, t) for m, t in pairs])
+
+    def side_by_side(self, prompt, labels, system="", temperature=0.7, top_p=0.95, max_new_tokens=128):
+        """Generator of (labels, texts, timing line, done): 2-4 models streaming the same prompt at once."""
+        labels = list(dict.fromkeys(m for m in labels or [] if isinstance(m, str)))
+        if not 2 <= len(labels) <= 4:
+            raise ServeError(f"Pick 2 to 4 different models to compare (got {len(labels)}).")
+        chunks: list = [None] * len(labels)
+        for chunks in self.stream_answers(prompt, labels, system, temperature, top_p, max_new_tokens):
+            yield labels, [c.text if c else "" for c in chunks], _timing(labels, chunks), False
+        yield labels, [c.text if c else "" for c in chunks], _timing(labels, chunks), True
+
+    # ------------------------------------------------------------------------------------------- arena
+
+    def blind_round(self, prompt, pool, system="", temperature=0.7, top_p=0.95, max_new_tokens=128):
+        """Generator of (answer A, answer B, round). The names stay in `round` (server-side gr.State) until the
+        vote; the page only ever gets the two texts."""
+        pool = [m for m in (pool or self.choices()) if isinstance(m, str)]
+        for label in pool:
+            self.catalog.source(label)
+        rnd = self.arena.new_round(pool, clean_text(prompt))
+        texts = ["", ""]
+        for chunks in self.stream_answers(prompt, rnd["pair"], system, temperature, top_p, max_new_tokens):
+            texts = [c.text if c else "" for c in chunks]
+            yield texts[0], texts[1], rnd
+        yield texts[0], texts[1], {**rnd, "done": True}
+
+    def vote(self, rnd, outcome: str, session: str = ""):
+        """(who was who, the round marked voted, the leaderboard)."""
+        reveal, rnd = self.arena.vote(rnd, outcome, session)
+        return reveal, rnd, self.arena.board()
+
+    def leaderboard(self, method: str = "bt"):
+        return self.arena.board(method)
+
+    def batch(self, labels, task_name: str = "arithmetic", n: int = 20, max_new_tokens: int = 32):
+        """Accuracy table of each selected model on the same `n` test examples of a task (greedy)."""
+        from nbkit.arena import batch_accuracy
+        from nbkit.tasks import get_task
+
+        labels = [m for m in labels or [] if self.catalog.source(m)]
+        if not labels:
+            raise ServeError("Select at least one model for the batch evaluation.")
+        task, n = get_task(task_name), min(max(int(n), 1), 200)
+        max_new_tokens = min(max(int(max_new_tokens), 1), self.cfg.max_new_tokens)
+        return batch_accuracy(self.model, labels, task, task.test(n), max_new_tokens)
+
+    def token_view(self, prompt, labels, answers):
+        """Per-token log-probs of each answer under every model in `labels` (see nbkit.arena.token_view)."""
+        from nbkit.arena import token_view
+
+        prompt = check_prompt(prompt, self.cfg.max_input_chars)
+        kept = [(m, clean_text(a)) for m, a in zip(labels or [], answers or []) if m and a]
+        if not kept:
+            raise ServeError("Run side by side first: there are no answers to score.")
+        models = {m: self.model(m) for m, _ in kept}
+        return token_view(models, prompt, [m for m, _ in kept], [a for _, a in kept])
+
+
+# --------------------------------------------------------------------------------------------------- launching
+
+
+def parse_auth(auth: str | None) -> tuple[str, str] | None:
+    if not auth:
+        return None
+    user, sep, password = auth.partition(":")
+    if not sep or not user or not password:
+        raise ConfigError("--auth must look like USER:PASS (both non-empty), e.g. --auth alice:s3cret")
+    return user, password
+
+
+def share_credentials(share: bool, auth: str | None, say=print) -> tuple[str, str] | None:
+    """The login to require. --share without --auth gets a generated password, printed once: a public link is
+    never open to anyone who finds it."""
+    creds = parse_auth(auth)
+    if share and creds is None:
+        creds = ("nbkit", secrets.token_urlsafe(12))
+        say(f"nbkit: --share without --auth: generated login  user: {creds[0]}  password: {creds[1]}")
+    return creds
+
+
+def share_problem(timeout: float = 5.0) -> str | None:
+    """None when Gradio's share server answers; otherwise the real reason, e.g. "ConnectError: [Errno -3] ..."."""
+    import httpx
+    from gradio import networking
+
+    if networking.GRADIO_SHARE_SERVER_ADDRESS:
+        return None  # a self-hosted share server: let Gradio try it
+    try:
+        r = httpx.get(networking.GRADIO_API_SERVER, timeout=timeout)
+        r.raise_for_status()
+        r.json()[0]["host"]
+        return None
+    except Exception as e:  # noqa: BLE001 - any failure means no link; report what it was
+        return f"{type(e).__name__}: {e}".strip()
+
+
+def find_app(name: str) -> Path:
+    """apps/<name>.py from $NBKIT_APPS, the repository this nbkit was imported from, or ./apps."""
+    if name not in APPS:
+        raise ConfigError(f"unknown app {name!r}; use one of {', '.join(APPS)}")
+    roots = [os.environ.get("NBKIT_APPS"), Path(__file__).resolve().parents[1] / "apps", Path.cwd() / "apps"]
+    for root in roots:
+        if root and (Path(root) / f"{name}.py").is_file():
+            return Path(root) / f"{name}.py"
+    raise ConfigError(
+        f"apps/{name}.py not found: the apps live in the nbkit repository, not in the installed package. Run from "
+        "a clone (pip install -e .), or set NBKIT_APPS to the clone's apps/ folder."
+    )
+
+
+def build_app(name: str, backend: Backend):
+    """Import apps/<name>.py and return its `build(backend)` Blocks."""
+    path = find_app(name)
+    spec = importlib.util.spec_from_file_location(f"nbkit_apps_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.build(backend)
+
+
+def launch(demo, cfg: ServeConfig, inline: bool = False, say=print):
+    """Start `demo` without blocking; returns it (demo.local_url, demo.share_url). Applies the caps, the login
+    and the share policy."""
+    creds = share_credentials(cfg.share, cfg.auth, say)
+    share = cfg.share
+    if share:
+        problem = share_problem()
+        if problem:
+            share = False
+            say(
+                f"nbkit: no public link: Gradio's share server is unreachable from here ({problem}). "
+                "Serving locally only."
+            )
+    if cfg.host not in ("127.0.0.1", "localhost", "::1") and creds is None:
+        say(f"nbkit: warning: listening on {cfg.host} without --auth: anyone on this network can use it.")
+    demo.queue(default_concurrency_limit=cfg.concurrency, max_size=cfg.queue_size)
+    demo.launch(
+        server_name=cfg.host,
+        server_port=cfg.port,
+        auth=creds,
+        share=share,
+        inline=inline,
+        prevent_thread_lock=True,
+        quiet=True,
+        show_error=False,
+        max_threads=max(8, cfg.concurrency * 4),
+    )
+    if share and not demo.share_url:
+        say(
+            "nbkit: no public link: the share tunnel failed after the share server answered. Serving locally only."
+        )
+    say(f"nbkit: serving at {demo.local_url}" + (f" and {demo.share_url}" if demo.share_url else ""))
+    return demo
+
+
+def launch_inline(
+    app: str = "chat", models: Sequence[str] | None = None, profile: str | None = None, keep=None, **overrides
+):
+    """Show an app inside a notebook (the STaR and budget notebooks end with one).
+
+    In the smoke profile or on CI (or keep=False) it starts, checks that it answers, and closes at once, so
+    executing the notebook never blocks. Returns the Blocks; `demo.close()` stops it.
+    """
+    import httpx
+
+    from nbkit.profiles import get_profile
+
+    prof = get_profile(profile)
+    cfg = ServeConfig.for_profile(prof.name)
+    if models:
+        cfg.models = list(models)
+    for k, v in overrides.items():
+        setattr(cfg, k, v)
+    keep = (prof.name != "smoke" and not os.environ.get("CI")) if keep is None else keep
+    demo = launch(build_app(app, Backend(cfg)), cfg, inline=keep)
+    if not keep:
+        code = httpx.get(f"{demo.local_url}config", timeout=10).status_code
+        demo.close()
+        print(
+            f"nbkit: the {app} app answered (HTTP {code}) and was closed: {prof.name} profile / CI keeps no server."
+        )
+    return demo
+
+
+def cli(argv: list[str]) -> int:
+    """`nbkit chat [MODEL]` / `nbkit compare [MODEL ...]` (argv[0] is the app name). Blocks until Ctrl-C."""
+    app = argv[0]
+    p = argparse.ArgumentParser(
+        prog=f"nbkit {app}", description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    p.add_argument("models", nargs="*", help="short names, run names, hub ids or checkpoint/adapter dirs")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=None)
+    p.add_argument(
+        "--share", action="store_true", help="public link (a password is generated if --auth is not given)"
+    )
+    p.add_argument("--auth", default=None, metavar="USER:PASS")
+    p.add_argument("--profile", default=None, help="smoke | cpu | gpu (default $NBKIT_PROFILE or cpu)")
+    p.add_argument("--registry", default=None, help="run registry folder (default ./runs or $NBKIT_RUNS)")
+    p.add_argument("--db", default=None, help="arena vote file (default <registry>/arena.sqlite)")
+    p.add_argument("--max-new-tokens", type=int, default=None)
+    p.add_argument("--cache-gb", type=float, default=None, help="memory for loaded models (default 4)")
+    args = p.parse_args(argv[1:])
+
+    from nbkit.profiles import get_profile
+
+    cfg = ServeConfig.for_profile(get_profile(args.profile).name)
+    cfg.models = args.models or cfg.models
+    cfg.host, cfg.port, cfg.share, cfg.auth = args.host, args.port, args.share, args.auth
+    cfg.registry, cfg.arena_db = args.registry, args.db
+    if args.max_new_tokens:
+        cfg.max_new_tokens = args.max_new_tokens
+        cfg.default_new_tokens = min(cfg.default_new_tokens, args.max_new_tokens)
+    if args.cache_gb:
+        cfg.cache_gb = args.cache_gb
+    parse_auth(cfg.auth)  # a bad --auth fails before anything loads
+    backend = Backend(cfg)
+    print(f"nbkit: loading {cfg.models[0]} ...", file=sys.stderr)
+    backend.model(backend.default_models[0])  # fail early, and the first user does not wait for loading
+    demo = launch(build_app(app, backend), cfg)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        demo.close()
+    return 0
