@@ -153,15 +153,14 @@ class Catalog:
 
     def entries(self) -> dict[str, str]:
         out = {name: name for name in self.known}
-        for name in self.launch:
+        for run in self.registry.list() if self.registry is not None else []:
+            try:
+                source = run.model_source
+            except NbkitError:
+                continue  # a run with no checkpoint and no model: nothing to serve
+            out[run.name if run.name not in out else f"run:{run.name}"] = source
+        for name in self.launch:  # a launch id that names a run is that run
             out.setdefault(name, name)
-        if self.registry is not None:
-            for run in self.registry.list():
-                try:
-                    source = run.model_source
-                except NbkitError:
-                    continue  # a run with no checkpoint and no model: nothing to serve
-                out[run.name if run.name not in out else f"run:{run.name}"] = source
         return out
 
     def choices(self) -> list[str]:
@@ -277,10 +276,12 @@ def stream_generate(
     stop: Sequence[str] | None = None,
     stop_event: threading.Event | None = None,
     min_new_tokens: int = 0,
+    seed: int | None = None,
 ) -> Iterator[Chunk]:
     """Stream one answer to a chat. Yields Chunks with the full text so far; the last one has done=True.
 
     `generate` runs in a daemon thread; closing this iterator (or setting `stop_event`) stops it at the next token.
+    `seed` seeds torch's global RNG (reproducible only when one stream runs at a time, as in tests).
     """
     import torch
 
@@ -315,6 +316,8 @@ def stream_generate(
 
     def run():
         try:
+            if seed is not None:
+                torch.manual_seed(seed)
             with torch.inference_mode():
                 model.generate(**kwargs)
         except BaseException as e:  # noqa: BLE001 - re-raised in the consumer below
