@@ -136,7 +136,8 @@ class RftConfig:
         if name == "smoke":
             return cls(
                 model="tiny", n_train=16, n_probe=4, steps=2, batch_size=8, group_size=4, lr=1e-4,
-                max_completion_length=6, probe_k=4, probe_every=1, grad_prompts=4, warmstart_steps=2,
+                max_completion_length=6, probe_k=4, probe_every=2, grad_prompts=4, warmstart_steps=2,
+                max_resample=1,
             )  # fmt: skip
         if name == "cpu":
             return cls()
