@@ -1,0 +1,357 @@
+"""STaR loop: config errors, the step schedule, the filter and rationalization logic (with a hash-based fake
+sampler, so the tiny random model's outputs do not matter), registry lineage, resumption, the CLI."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import re
+
+import pytest
+
+from nbkit import star
+from nbkit.errors import ConfigError
+from nbkit.runs import Registry
+from nbkit.star import (
+    StarConfig,
+    filter_rationales,
+    iteration_stats,
+    run_star,
+    split_rationale,
+    step_schedule,
+)
+from nbkit.tasks import FIXTURES, Arithmetic
+
+CONFIGS = __import__("pathlib").Path(__file__).resolve().parent.parent / "configs"
+
+
+def smoke(**kw) -> StarConfig:
+    return dataclasses.replace(StarConfig.for_profile("smoke"), **kw)
+
+
+def _h(text: str) -> int:
+    return hashlib.sha256(text.encode()).digest()[0]
+
+
+def solvable(a: int, b: int) -> bool:
+    """The fake model answers a problem correctly when this hash says so (about 1 in 3)."""
+    return _h(f"{a}+{b}") % 3 == 0
+
+
+def rationalizable(a: int, b: int) -> bool:
+    return _h(f"hint {a}+{b}") % 2 == 0
+
+
+class FakeSampler:
+    """Stands in for star._sample: answers from a hash of the question, records what it was asked."""
+
+    def __init__(self, always_wrong: bool = False, mention_hint: bool = False):
+        self.calls: list[dict] = []
+        self.always_wrong, self.mention_hint = always_wrong, mention_hint
+
+    def __call__(self, cfg, model, tok, chats, seed, desc):
+        self.calls.append({"desc": desc, "chats": chats, "seed": seed})
+        out = []
+        for chat in chats:
+            text = chat[-1]["content"]
+            a, b = map(int, re.search(r"What is (\d+) \+ (\d+)\?", text).groups())
+            hinted = "Hint" in text
+            right = (rationalizable(a, b) if hinted else solvable(a, b)) and not self.always_wrong
+            answer = a + b if right else a + b + 1
+            note = " (as the hint says)" if hinted and self.mention_hint else ""
+            out.append([f"Ones: some work{note}.\nAnswer: {answer}"] * cfg.samples_per_problem)
+        return out
+
+
+@pytest.fixture
+def fake(monkeypatch):
+    sampler = FakeSampler()
+    monkeypatch.setattr(star, "_sample", sampler)
+    return sampler
+
+
+def expected_counts(cfg: StarConfig) -> tuple[int, int]:
+    task = star.build_task(cfg)
+    problems = star.train_problems(cfg, task, star.seed_examples(cfg, task))
+    correct = [p for p in problems if solvable(p.meta["a"], p.meta["b"])]
+    rationalized = [
+        p
+        for p in problems
+        if not solvable(p.meta["a"], p.meta["b"]) and rationalizable(p.meta["a"], p.meta["b"])
+    ]
+    return len(correct), len(rationalized)
+
+
+# ------------------------------------------------------------------------------------------------ pure maths
+
+
+def test_step_schedule_paper_numbers():
+    assert [step_schedule(i) for i in range(1, 6)] == [40, 48, 57, 69, 82]
+    assert [step_schedule(i, scale=0.5) for i in range(1, 6)] == [20, 24, 28, 34, 41]
+    assert [step_schedule(i, growth=0.0) for i in range(1, 4)] == [40, 40, 40]
+    assert step_schedule(1, scale=0.001) == 1  # never zero steps
+    assert StarConfig(first_steps=10, step_scale=2.0).steps(2) == 24
+
+
+def test_split_rationale():
+    assert split_rationale("Ones: 2 + 3 = 5.\nAnswer: 5") == "Ones: 2 + 3 = 5."
+    assert split_rationale("a\nAnswer: 1\nAnswer: 5") == "a\nAnswer: 1"
+    assert split_rationale("no answer line") == "no answer line"
+
+
+def test_filter_keeps_first_correct_and_drops_hint_mentions():
+    task = Arithmetic()
+    p1, p2, p3 = task.make(2, 3), task.make(4, 4), task.make(7, 7)
+    texts = [
+        ["x\nAnswer: 6", "good\nAnswer: 5", "other\nAnswer: 5"],
+        ["x\nAnswer: 9"] * 3,
+        ["y\nAnswer: 14"] * 3,
+    ]
+    kept, failed = filter_rationales(task, [p1, p2, p3], texts)
+    assert kept == [(p1, "good"), (p3, "y")]
+    assert failed == [p2]
+    kept, failed = filter_rationales(
+        task, [p1], [["the Hint says 5\nAnswer: 5", "ok\nAnswer: 5"]], hinted=True
+    )
+    assert kept == [(p1, "ok")]
+    kept, failed = filter_rationales(task, [p1], [["the hint says 5\nAnswer: 5"]], hinted=True)
+    assert kept == [] and failed == [p1]
+    with pytest.raises(ValueError, match="2 problems but 1"):
+        filter_rationales(task, [p1, p2], [["a"]])
+
+
+def test_iteration_stats_golden():
+    assert iteration_stats(200, 90, 30) == {
+        "tried": 200,
+        "correct": 90,
+        "rationalized": 30,
+        "kept": 120,
+        "used_fraction": 0.6,
+        "correct_fraction": 0.45,
+    }
+    assert iteration_stats(0, 0, 0)["used_fraction"] == 0.0
+
+
+# ------------------------------------------------------------------------------------------------ bad config
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"problems_per_iteration": 0}, "problems_per_iteration must be >= 1"),
+        ({"seed_examples": 0}, "seed_examples must be >= 1"),
+        ({"task": "chess"}, "unknown task 'chess'"),
+        ({"seed": "magic"}, "seed must be 'primer' or 'fewshot'"),
+        ({"temperature": -1.0}, "temperature must be >= 0"),
+        ({"iterations": 0}, "iterations must be >= 1"),
+    ],
+)
+def test_bad_config_fails_at_once(change, message, registry):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        run_star(smoke(**change), registry)
+    assert registry.names() == []  # nothing was registered before failing
+
+
+def test_task_without_rationales_needs_seed_rationales(registry):
+    cfg = smoke(task="multiple_choice", task_args={"source": str(FIXTURES / "commonsenseqa_sample.jsonl")})
+    with pytest.raises(ConfigError, match="no seed examples"):
+        run_star(cfg, registry)
+    with pytest.raises(ConfigError, match="does not exist"):
+        run_star(dataclasses.replace(cfg, seed_rationales="/nonexistent.jsonl"), registry)
+
+
+def test_missing_task_file_is_a_config_error(registry):
+    with pytest.raises(ConfigError, match="no such file"):
+        run_star(smoke(task="gsm8k", task_args={"source": "/nonexistent.jsonl"}), registry)
+
+
+def test_config_file_and_profiles(tmp_path):
+    from nbkit.config import load_config
+
+    f = tmp_path / "s.yaml"
+    f.write_text("profile: cpu\niterations: 5\n")
+    cfg = load_config(f, StarConfig)
+    assert (cfg.model, cfg.iterations, cfg.problems_per_iteration) == ("smollm2-135m", 5, 192)
+    f.write_text("profile: smoke\nproblems: 3\n")
+    with pytest.raises(ConfigError, match="unknown key"):
+        load_config(f, StarConfig)
+    with pytest.raises(ConfigError, match="unknown profile"):
+        StarConfig.for_profile("laptop")
+    for path in sorted(CONFIGS.glob("star_*.yaml")):
+        load_config(path, StarConfig)  # every shipped example parses
+
+
+# ------------------------------------------------------------------------------------------------ the loop
+
+
+def test_loop_counts_lineage_and_records(fake, registry):
+    cfg = smoke()
+    result = run_star(cfg, registry)
+    n_correct, n_rationalized = expected_counts(cfg)
+    assert result.stopped is None
+    assert result.runs == ["smoke-star-iter0", "smoke-star-iter1", "smoke-star-iter2"]
+    it1 = result.iterations[1]
+    assert (it1["tried"], it1["correct"], it1["rationalized"]) == (12, n_correct, n_rationalized)
+    assert it1["used_fraction"] == pytest.approx((n_correct + n_rationalized) / 12)
+    assert it1["steps"] == 2 and result.iterations[2]["steps"] == 2  # 40 * 0.05 * 1.2 = 2.4
+    assert set(it1["by_difficulty"]) == {1, 2, 3}
+    # every iteration restarts from the primer: lineage base -> primer -> iter i
+    assert [r.name for r in registry.lineage("smoke-star-iter2")] == [
+        "smoke-star-base",
+        "smoke-star-primer",
+        "smoke-star-iter2",
+    ]
+    assert registry.get("smoke-star-iter2").checkpoint is not None
+    assert registry.get("smoke-star-iter0").model_source == str(registry.get("smoke-star-primer").checkpoint)
+    # the rationalized records are trained without the hint
+    records = [json.loads(x) for x in (registry.root / "smoke-star-iter1" / "rationales.jsonl").open()]
+    assert sum(r["source"] == "rationalized" for r in records) == n_rationalized
+    assert not any("Hint" in r["prompt"][-1]["content"] for r in records)
+    # sampling: 2 iterations x (rationales + rationalizing), hints only in the rationalizing calls
+    descs = [c["desc"] for c in fake.calls]
+    assert descs == [
+        "iter 1: rationales",
+        "iter 1: rationalizing",
+        "iter 2: rationales",
+        "iter 2: rationalizing",
+    ]
+    assert all("Hint" in ch[-1]["content"] for ch in fake.calls[1]["chats"])
+    assert len(fake.calls[1]["chats"]) == 12 - n_correct
+    frame = result.frame()
+    assert list(frame["iteration"]) == [0, 1, 2] and "acc_d3" in frame
+    assert len(result.eval_rows(2)) == 6 and len(result.before_after(n=2)) == 2
+
+
+def test_no_rationalization_and_restart_off(fake, registry):
+    cfg = smoke(rationalization=False, restart_from_base=False, name="norat")
+    result = run_star(cfg, registry)
+    n_correct, _ = expected_counts(cfg)
+    assert result.iterations[1]["rationalized"] == 0 and result.iterations[1]["correct"] == n_correct
+    assert [c["desc"] for c in fake.calls] == ["iter 1: rationales", "iter 2: rationales"]
+    assert registry.get("smoke-norat-iter2").parent == "smoke-norat-iter1"  # continues from the latest
+
+
+def test_reuses_a_primer(fake, registry):
+    run_star(smoke(iterations=1), registry)
+    result = run_star(smoke(iterations=1, name="again", primer="smoke-star-primer"), registry)
+    assert result.seed_run == "smoke-star-primer"
+    assert not registry.exists("smoke-again-primer")
+    assert registry.get("smoke-again-iter1").parent == "smoke-star-primer"
+
+
+def test_no_correct_rationale_stops_with_an_explanation(monkeypatch, registry):
+    monkeypatch.setattr(star, "_sample", FakeSampler(always_wrong=True))
+    result = run_star(smoke(), registry)
+    assert result.stopped.startswith("iteration 1: none of the 12 problems got a correct rationale")
+    assert "even with the answer as a hint" in result.stopped
+    assert result.runs == ["smoke-star-iter0"]
+    assert not registry.exists("smoke-star-iter1")
+    assert "stopped early" in result.say()
+
+
+def test_resumes_after_an_interruption(monkeypatch, fake, registry):
+    real_sft = star._sft
+    calls = {"n": 0}
+
+    def flaky_sft(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == 3:  # primer, iteration 1, then dies in iteration 2
+            raise KeyboardInterrupt
+        return real_sft(*a, **k)
+
+    monkeypatch.setattr(star, "_sft", flaky_sft)
+    with pytest.raises(KeyboardInterrupt):
+        run_star(smoke(), registry)
+    assert registry.names() == [
+        "smoke-star-base",
+        "smoke-star-iter0",
+        "smoke-star-iter1",
+        "smoke-star-primer",
+    ]
+    assert not any((registry.root / ".pending").iterdir())  # the half-done iteration left nothing behind
+    first = registry.get("smoke-star-iter1").summary
+
+    fake.calls.clear()
+    result = run_star(smoke(), registry)
+    assert [c["desc"] for c in fake.calls] == ["iter 2: rationales", "iter 2: rationalizing"]  # only iter 2
+    assert result.runs[-1] == "smoke-star-iter2" and result.iterations[1]["accuracy"] == first["accuracy"]
+    # a finished loop reruns without sampling or training, and can be extended
+    fake.calls.clear()
+    assert run_star(smoke(), registry).runs == result.runs and fake.calls == []
+    assert run_star(smoke(iterations=3), registry).runs[-1] == "smoke-star-iter3"
+    # a changed config may not silently mix with the old iterations
+    with pytest.raises(ConfigError, match="different config .lr"):
+        run_star(smoke(lr=0.5), registry)
+
+
+def test_fewshot_seed_prompts_with_the_seed_examples(fake, registry):
+    result = run_star(smoke(seed="fewshot", seed_examples=2, iterations=1), registry)
+    assert result.seed_run == "smoke-star-base"
+    assert registry.get("smoke-star-iter1").parent == "smoke-star-base"
+    chat = fake.calls[0]["chats"][0]
+    assert len(chat) == 5 and chat[1]["role"] == "assistant" and "Answer:" in chat[1]["content"]
+
+
+# ------------------------------------------------------------------------------------------------ the CLI
+
+
+def test_cli_gsm8k_and_multiple_choice_fixtures(tmp_path, capsys):
+    """Real sampling with the tiny model: nothing is correct, so each loop ends after the seed with a reason."""
+    gsm = str(FIXTURES / "gsm8k_sample.jsonl")
+    code = star.cli(
+        [
+            "star",
+            "--config",
+            str(CONFIGS / "star_gsm8k.yaml"),
+            "--profile",
+            "smoke",
+            "--runs",
+            str(tmp_path),
+            "--set",
+            f"task_args={{source: {gsm}}}",
+            "--set",
+            "seed_examples=4",
+            "--set",
+            "max_new_tokens=8",
+        ]
+    )
+    out = capsys.readouterr().out
+    assert code == 0 and "smoke-gsm8k-iter0" in out and "stopped early: iteration 1" in out
+    reg = Registry(tmp_path)
+    assert reg.get("smoke-gsm8k-primer").summary["examples"] == 4
+    csqa = str(FIXTURES / "commonsenseqa_sample.jsonl")
+    code = star.cli(
+        [
+            "star",
+            "--config",
+            str(CONFIGS / "star_commonsenseqa.yaml"),
+            "--profile",
+            "smoke",
+            "--runs",
+            str(tmp_path),
+            "--set",
+            f"task_args={{source: {csqa}}}",
+        ]
+    )
+    assert code == 0 and "smoke-csqa-iter0" in capsys.readouterr().out
+    assert reg.get("smoke-csqa-iter0").parent == "smoke-csqa-base"  # the paper's few-shot seed, no primer
+
+
+def test_cli_bad_input_is_one_line(tmp_path, capsys):
+    from nbkit.cli import main
+
+    f = tmp_path / "bad.yaml"
+    f.write_text("profile: smoke\nproblems_per_iteration: 0\n")
+    assert main(["star", "--config", str(f), "--runs", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "problems_per_iteration must be >= 1" in err
+
+
+@pytest.mark.slow
+def test_cpu_profile_learns_addition(tmp_path):
+    """The real thing (about 15 minutes on 2 cores): 3-digit accuracy rises from near 0 across iterations."""
+    result = run_star(StarConfig.for_profile("cpu"), Registry(tmp_path))
+    d3 = [s["by_difficulty"][3] for s in result.iterations]
+    assert result.stopped is None and len(d3) >= 4
+    assert d3[0] < 0.2 and d3[1] >= 0.5 and d3[-1] > d3[1]
