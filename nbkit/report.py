@@ -34,7 +34,6 @@ def execute(
     """
     import nbformat
     from nbclient import NotebookClient
-    from nbclient.exceptions import CellExecutionError
 
     nb = nbformat.read(path, as_version=4)
     env_before = dict(os.environ)
@@ -51,7 +50,7 @@ def execute(
         NotebookClient(
             nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}
         ).execute()
-    except CellExecutionError as e:
+    except Exception as e:  # noqa: BLE001 - a failing cell, a dead kernel, a timeout: still write what ran
         error = e
     finally:
         os.environ.clear()
@@ -85,6 +84,6 @@ def run_all(profile: str = "cpu", out: str | Path = "reports", only: list[str] |
             print(f"[{profile}] {path.name}: ok in {secs:.0f}s -> {written} (+ .html)", flush=True)
         except Exception as e:  # noqa: BLE001 - report and go on to the next notebook
             failures += 1
-            print(f"[{profile}] {path.name}: FAILED\n{e}", file=sys.stderr, flush=True)
+            print(f"[{profile}] {path.name}: FAILED ({type(e).__name__})\n{e}", file=sys.stderr, flush=True)
     print(f"{len(paths) - failures}/{len(paths)} notebooks ran; reports in {out_dir}/")
     return 1 if failures else 0
