@@ -504,3 +504,80 @@ def test_time_to_first_token_smollm2(registry, tmp_path_factory):
         assert min(firsts) <= 1.0
     finally:
         demo.close()
+
+
+# ------------------------------------------------------------------------------------------------ launching
+
+
+def test_cli_serves_with_auth_and_explains_a_missing_share_link(tmp_path):
+    """`nbkit chat tiny --share --auth ...` as a user runs it: one clear line about the link, local serving, 401."""
+    import signal
+    import subprocess
+    import sys
+
+    port = free_port()
+    cmd = [sys.executable, "-m", "nbkit.cli", "chat", "tiny", "--profile", "smoke", "--port", str(port)]
+    cmd += ["--auth", "bob:pw", "--share", "--registry", str(tmp_path / "runs")]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines = []
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            lines.append(line.rstrip())
+            if "serving at" in line:
+                break
+        out = "\n".join(lines)
+        assert f"serving at http://127.0.0.1:{port}/" in out, out
+        share_lines = [x for x in lines if "public link" in x]
+        if "gradio.live" not in out:  # offline (as on CI): exactly one line, with the real reason
+            assert len(share_lines) == 1 and "share server is unreachable" in share_lines[0], out
+            assert "Error" in share_lines[0] and "frpc" not in out
+        assert httpx.get(f"http://127.0.0.1:{port}/config").status_code == 401
+    finally:
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=30) == 0
+
+
+def test_cli_bad_auth_is_one_line(capsys):
+    from nbkit.cli import main
+
+    assert main(["chat", "tiny", "--auth", "nopassword"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["nbkit: --auth must look like USER:PASS (both non-empty), e.g. --auth alice:s3cret"]
+
+
+def test_launch_inline_in_smoke_profile_does_not_block(monkeypatch, capsys):
+    from nbkit.serve import launch_inline
+
+    monkeypatch.setenv("NBKIT_PROFILE", "smoke")
+    t0 = time.perf_counter()
+    demo = launch_inline("compare", ["tiny", "smollm2-135m"], port=free_port())
+    assert time.perf_counter() - t0 < 60
+    assert "answered (HTTP 200) and was closed" in capsys.readouterr().out
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(f"{demo.local_url}config", timeout=2)
+
+
+@pytest.mark.slow
+def test_compare_streams_two_smollm2_concurrently(registry, tmp_path_factory):
+    """Two separately loaded SmolLM2-135M models on one prompt: print token arrival times to show interleaving."""
+    with registry.create("smollm2-copy", "base", {"model": "smollm2-135m"}, tracking="off"):
+        pass
+    backend = make_backend(registry, tmp_path_factory, models=["smollm2-135m", "smollm2-copy"], auth=None)
+    labels = ["smollm2-135m", "smollm2-copy"]
+    for label in labels:
+        backend.model(label)
+    t0, events, seen = time.perf_counter(), [], [0, 0]
+    for chunks in backend.stream_answers("Tell me about the sea.", labels, max_new_tokens=32):
+        for i, c in enumerate(chunks):
+            if c is not None and c.n_tokens != seen[i]:
+                seen[i] = c.n_tokens
+                events.append((round(c.at - t0, 3), i, c.n_tokens))
+    events.sort()
+    print("\n(t seconds, model, tokens so far):", events)
+    order = [i for _, i, _ in events]
+    assert order.index(1) < len(order) - 1 - order[::-1].index(0)  # model 1 starts before model 0 ends
+    assert order.index(0) < len(order) - 1 - order[::-1].index(1)
