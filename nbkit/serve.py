@@ -420,28 +420,21 @@ def ui_errors(fn):
     """Show ServeError/NbkitError/ValueError messages in the app (gr.Error) instead of a generic 'Error'."""
     import gradio as gr
 
-    def convert(e: Exception):
-        return gr.Error(str(e), print_exception=False)
-
-    if inspect.isgeneratorfunction(fn):
-
-        @functools.wraps(fn)
-        def gen(*a, **kw):
-            try:
-                yield from fn(*a, **kw)
-            except (NbkitError, ValueError) as e:
-                raise convert(e) from e
-
-        return gen
+    @functools.wraps(fn)
+    def gen(*a, **kw):
+        try:
+            yield from fn(*a, **kw)
+        except (NbkitError, ValueError) as e:
+            raise gr.Error(str(e), print_exception=False) from e
 
     @functools.wraps(fn)
     def call(*a, **kw):
         try:
             return fn(*a, **kw)
         except (NbkitError, ValueError) as e:
-            raise convert(e) from e
+            raise gr.Error(str(e), print_exception=False) from e
 
-    return call
+    return gen if inspect.isgeneratorfunction(fn) else call
 
 
 class Backend:
@@ -455,8 +448,9 @@ class Backend:
         self.cfg = cfg
         self.registry = registry or Registry(cfg.registry)
         self.catalog = Catalog(cfg.models, self.registry)
+        threads = cfg.threads or auto_threads("chat", cfg.concurrency)
         self.cache = ModelCache(
-            lambda label: models.load(self.catalog.source(label)), int(cfg.cache_gb * 2**30)
+            lambda label: models.load(self.catalog.source(label), threads=threads), int(cfg.cache_gb * 2**30)
         )
         arena_cfg = ArenaConfig()
         self.votes = VoteStore(Path(cfg.arena_db or self.registry.root / arena_cfg.db))
