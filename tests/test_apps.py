@@ -465,6 +465,27 @@ def test_hostile_twenty_concurrent_requests(chat_app):
     assert alive(demo)
 
 
+def test_queue_limit_refuses_clearly_and_keeps_serving(registry, tmp_path_factory):
+    backend = make_backend(registry, tmp_path_factory, queue_size=1, concurrency=1, auth=None)
+    backend.model("tiny")
+    demo = launch(build_app("chat", backend), backend.cfg)
+    try:
+        c = client(demo, None)
+        jobs = [c.submit(*chat_args(f"r{i}", max_new=32), api_name="/chat") for i in range(8)]
+        outcomes = []
+        for job in jobs:
+            try:
+                job.result(timeout=300)
+                outcomes.append("ok")
+            except Exception as e:  # noqa: BLE001
+                outcomes.append(str(e))
+        assert "ok" in outcomes and "Queue is full! Please try again." in outcomes, outcomes
+        assert set(outcomes) == {"ok", "Queue is full! Please try again."}
+        assert client(demo, None).predict(*chat_args("after", max_new=2), api_name="/chat")
+    finally:
+        demo.close()
+
+
 def test_hostile_wrong_password(chat_app):
     demo, _ = chat_app
     for creds in (("alice", "wrong"), ("mallory", "s3cret"), None):
