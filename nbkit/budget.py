@@ -1,0 +1,753 @@
+"""How to spend a fixed data budget between SFT examples and preference pairs ("Balancing the Budget", 2025).
+
+The paper asks: with B units of annotation money, how much should buy SFT demonstrations and how much preference
+pairs? Its answers: SFT alone wins at small budgets; larger budgets favour SFT + preference tuning; and DPO started
+from the base model has a "cold start" on maths that a small SFT share (< 10% of the budget) fixes.
+
+The pieces here:
+- `split_budget(B, f, sft_cost, pair_cost) -> (n_sft, n_pairs)`: the cost model; `plan_grid` for a sweep.
+- `draw_rejected` + `preference_pairs`: "chosen" is the task's correct target, "rejected" is the model's own
+  incorrect sample, drawn on-policy with `nbkit.sampling.sample`; or `load_pairs(file)` from a dataset.
+- `dpo(...)`: TRL's DPOTrainer with nbkit's laptop-safe config and registry logging.
+- `sweep(cfg)`: every (B, f) cell is SFT on n_sft examples (TRL SFTTrainer through `nbkit.train.sft`), then DPO on
+  n_pairs pairs from that checkpoint (from the base when n_sft = 0), then greedy evaluation. Every checkpoint is a
+  registry run whose parent is the one it started from (base -> SFT -> DPO), so the compare app can load any cell.
+  Runs are named by what they contain, so a rerun finds finished cells and skips them, and an interrupted sweep
+  resumes; cells with the same n_sft share one SFT run. Returns a tidy pandas table, one row per cell.
+- `claim_*`: the paper's claims checked against a results table, as "AGREES" / "DEPARTS: ..." lines.
+
+Simplifications against the paper (7-8B models, budgets of 100-20k examples, GPUs): a 135M model, budgets of tens
+to hundreds of examples, 1-2 digit addition with a direct answer (GSM8K-format in the gpu profile); the rejected
+answers are drawn once from the *base* model and shared by every cell (the paper uses fixed preference data too),
+so for cells that first do SFT they are slightly off-policy; one seed per cell.
+
+Run it:
+    nbkit budget --config configs/budget_cpu.yaml           # the notebook's sweep as a script
+    accelerate launch -m nbkit.cli budget --config configs/budget_gpu.yaml
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import hashlib
+import json
+import math
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from nbkit.errors import ConfigError
+
+DIRECT = ""  # rationale that makes Task.target give just the answer line
+
+
+class BudgetError(ConfigError):
+    """A budget sweep that cannot work; the message says what to change."""
+
+
+def _opt(default, help: str):
+    """A config field with its --help text (lists get a factory, as dataclasses require)."""
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata={"help": help})
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass
+class BudgetConfig:
+    model: str = _opt("smollm2-135m", "model short name, hub id or checkpoint")
+    task: str = _opt("arithmetic", "arithmetic | gsm8k")
+    digits: list[int] = _opt([2], "arithmetic: digit counts of the operands")
+    source: str = _opt(
+        "gsm8k_sample.jsonl", "gsm8k: a jsonl file, a file in nbkit/tasks/fixtures, or a hub name"
+    )
+    rationale: bool = _opt(False, "targets with the task's worked rationale (else just the answer line)")
+    budgets: list[float] = _opt([32, 128], "total budgets B, in cost units")
+    fractions: list[float] = _opt([0.0, 0.125, 0.5, 1.0], "SFT shares f of each budget")
+    sft_cost: float = _opt(1.0, "cost of one SFT example (the paper counts examples: 1)")
+    pair_cost: float = _opt(1.0, "cost of one preference pair (the paper: 1)")
+    pool: int = _opt(128, "training problems drawn for each of the SFT and the preference pools")
+    pairs: str = _opt("", "a jsonl file of prompt/chosen/rejected pairs; empty: draw them on-policy")
+    rejected_k: int = _opt(2, "samples per prompt when drawing rejected answers")
+    temperature: float = _opt(1.0, "sampling temperature for the rejected answers")
+    max_new_tokens: int = _opt(12, "tokens per sampled or evaluated answer")
+    sft_epochs: float = _opt(2.0, "epochs over the SFT share")
+    sft_lr: float = _opt(5e-5, "SFT learning rate")
+    dpo_epochs: float = _opt(1.0, "epochs over the preference pairs")
+    dpo_lr: float = _opt(5e-6, "DPO learning rate")
+    beta: float = _opt(0.1, "DPO beta (the paper's and TRL's default)")
+    dpo_lora: bool = _opt(False, "DPO with a LoRA adapter (reference = adapter off) instead of a full copy")
+    batch_size: int = _opt(8, "training batch size (per device)")
+    eval_n: int = _opt(64, "test problems per evaluation (greedy)")
+    eval_batch_size: int = _opt(64, "prompts per generation batch")
+    max_length: int = _opt(256, "training sequence length cap (tokens)")
+    seed: int = _opt(0, "seed for the pools, the sampling and the training")
+    prefix: str = _opt("cpu", "run-name prefix (the profile name)")
+
+    @classmethod
+    def for_profile(cls, name: str) -> BudgetConfig:
+        """smoke: tiny model, seconds. cpu: SmolLM2-135M on 2-digit addition, minutes. gpu: GSM8K, Qwen 0.5B."""
+        # fmt: off
+        profiles = {
+            "smoke": dict(model="tiny", budgets=[4, 8], fractions=[0.0, 0.5, 1.0], pool=8, max_new_tokens=6,
+                          batch_size=4, sft_epochs=1.0, eval_n=8, max_length=96),
+            "cpu": {},
+            "gpu": dict(model="qwen2.5-0.5b", task="gsm8k", source="openai/gsm8k", rationale=True,
+                        budgets=[256, 1024], fractions=[0.0, 0.1, 0.25, 0.5, 1.0], pool=1024, rejected_k=4,
+                        max_new_tokens=256, sft_lr=1e-5, dpo_lr=5e-7, batch_size=16, eval_n=500, max_length=768),
+        }
+        # fmt: on
+        if name not in profiles:
+            raise ConfigError(f"unknown profile {name!r} for BudgetConfig; choose smoke, cpu or gpu")
+        return cls(**profiles[name], prefix=name)
+
+    def sweep_id(self) -> str:
+        """Six hex digits naming everything that shapes a cell except the grid, so that changing a setting
+        never reuses stale runs while adding a budget or a fraction reuses every finished cell."""
+        keep = {k: v for k, v in asdict(self).items() if k not in {"budgets", "fractions", "prefix"}}
+        return hashlib.sha256(json.dumps(keep, sort_keys=True).encode()).hexdigest()[:6]
+
+
+# ------------------------------------------------------------------------------------------------ cost model
+
+
+@dataclass(frozen=True)
+class Cell:
+    budget: float
+    fraction: float
+    n_sft: int
+    n_pairs: int
+
+
+def _floor(x: float) -> int:
+    return math.floor(x + 1e-9)  # 0.29 * 100 is 28.999999999999996 in floats; it buys 29
+
+
+def split_budget(
+    budget: float, fraction: float, sft_cost: float = 1.0, pair_cost: float = 1.0
+) -> tuple[int, int]:
+    """(n_sft, n_pairs) that a budget buys when a share `fraction` of it goes to SFT examples.
+
+    Example: split_budget(100, 0.25, sft_cost=1, pair_cost=2) -> (25, 37): 25 units buy 25 examples, the other 75
+    buy 37 pairs (the half unit left over buys nothing).
+    """
+    if not 0.0 <= fraction <= 1.0:
+        raise BudgetError(
+            f"SFT fraction f={fraction} is outside [0, 1]; use a share such as 0, 0.1, 0.5 or 1"
+        )
+    if sft_cost <= 0 or pair_cost <= 0:
+        raise BudgetError(f"costs must be positive, got sft_cost={sft_cost}, pair_cost={pair_cost}")
+    if budget <= 0:
+        raise BudgetError(f"budget must be positive, got {budget}")
+    n_sft, n_pairs = _floor(budget * fraction / sft_cost), _floor(budget * (1 - fraction) / pair_cost)
+    if n_sft + n_pairs == 0:
+        need = min(
+            ([sft_cost / fraction] if fraction > 0 else [])
+            + ([pair_cost / (1 - fraction)] if fraction < 1 else [])
+        )
+        raise BudgetError(
+            f"budget {budget:g} at f={fraction:g} buys nothing (an SFT example costs {sft_cost:g}, a pair "
+            f"{pair_cost:g}); raise the budget to at least {need:g} or lower the costs"
+        )
+    return n_sft, n_pairs
+
+
+def plan_grid(
+    budgets: list[float], fractions: list[float], sft_cost: float = 1.0, pair_cost: float = 1.0
+) -> list[Cell]:
+    """Every (budget, fraction) cell, budget-major, validated before anything trains.
+
+    Example: plan_grid([10], [0, 0.5, 1]) -> [Cell(10, 0, 0, 10), Cell(10, 0.5, 5, 5), Cell(10, 1, 10, 0)]
+    """
+    if not budgets or not fractions:
+        raise BudgetError("a sweep needs at least one budget and one SFT fraction")
+    return [
+        Cell(float(b), float(f), *split_budget(b, f, sft_cost, pair_cost))
+        for b in sorted(budgets)
+        for f in sorted(fractions)
+    ]
+
+
+# ------------------------------------------------------------------------------------------- preference pairs
+
+
+def draw_rejected(
+    model,
+    tokenizer,
+    task,
+    examples: list,
+    k: int = 2,
+    temperature: float = 1.0,
+    max_new_tokens: int = 12,
+    seed: int = 0,
+    batch_size: int = 64,
+    sampler=None,
+) -> list[list[str]]:
+    """The model's own incorrect answers: k on-policy samples per example, the wrong ones kept.
+
+    Returns shape (n_examples, <= k). `sampler` defaults to nbkit.sampling.sample (tests pass a fake).
+    """
+    if sampler is None:
+        from nbkit.sampling import sample as sampler
+    out = sampler(
+        model,
+        tokenizer,
+        [task.chat(ex) for ex in examples],
+        k=k,
+        max_new_tokens=max_new_tokens,
+        temperature=temperature,
+        seed=seed,
+        batch_size=batch_size,
+        desc="rejected samples",
+    )
+    return [
+        [t for t in texts if t.strip() and not task.is_correct(t, ex)]
+        for ex, texts in zip(examples, out.texts())
+    ]
+
+
+def preference_pairs(task, examples: list, rejected: list[list[str]], rationale: bool = False) -> list[dict]:
+    """TRL conversational preference rows: chosen = the task's correct target, rejected = an incorrect sample.
+
+    Round-robin: every example's first wrong answer, then every second one, ... so a budget's first n pairs
+    spread over as many prompts as possible. Example: rejected [["5", "7"], [], ["1"]] gives pairs
+    (ex0, "5"), (ex2, "1"), (ex0, "7").
+    """
+    if len(examples) != len(rejected):
+        raise BudgetError(f"{len(examples)} examples but {len(rejected)} lists of rejected answers")
+    rows = []
+    for j in range(max((len(r) for r in rejected), default=0)):
+        for ex, wrong in zip(examples, rejected):
+            if j < len(wrong):
+                rows.append(
+                    {
+                        "prompt": task.chat(ex),
+                        "chosen": [{"role": "assistant", "content": _target(task, ex, rationale)}],
+                        "rejected": [{"role": "assistant", "content": wrong[j]}],
+                        "answer": ex.answer,
+                    }
+                )
+    if not rows:
+        raise BudgetError(
+            f"no incorrect samples to pair against: the model answered all {len(examples)} prompts correctly; "
+            "use harder problems, more samples (rejected_k), a higher temperature, or a pairs file"
+        )
+    return rows
+
+
+def load_pairs(source: str | Path) -> list[dict]:
+    """Preference pairs from a jsonl/json file with prompt, chosen, rejected (strings or chat messages)."""
+    path = Path(source).expanduser()
+    if not path.exists():
+        raise BudgetError(f"pairs file {path} does not exist")
+    text = path.read_text()
+    rows = (
+        json.loads(text)
+        if path.suffix == ".json"
+        else [json.loads(line) for line in text.splitlines() if line.strip()]
+    )
+    out = []
+    for i, r in enumerate(rows):
+        missing = {"prompt", "chosen", "rejected"} - set(r)
+        if missing:
+            raise BudgetError(
+                f"{path} row {i} lacks {sorted(missing)}; each row needs prompt, chosen, rejected"
+            )
+        out.append(
+            {
+                "prompt": [{"role": "user", "content": r["prompt"]}]
+                if isinstance(r["prompt"], str)
+                else r["prompt"],
+                **{
+                    k: [{"role": "assistant", "content": r[k]}] if isinstance(r[k], str) else r[k]
+                    for k in ("chosen", "rejected")
+                },
+            }
+        )
+    if not out:
+        raise BudgetError(f"{path} holds no preference pairs")
+    return out
+
+
+def _target(task, ex, rationale: bool) -> str:
+    return task.target(ex) if rationale else task.target(ex, DIRECT)
+
+
+# ---------------------------------------------------------------------------------------------- training
+
+
+def dpo(
+    model,
+    tokenizer,
+    pairs: list[dict],
+    epochs: float = 1.0,
+    lr: float = 5e-6,
+    beta: float = 0.1,
+    batch_size: int = 8,
+    max_length: int = 256,
+    run=None,
+    lora=None,
+    seed: int = 0,
+    **config_overrides,
+):
+    """DPO on conversational `pairs` with TRL's DPOTrainer; returns the trainer (trainer.model is trained).
+
+    The reference is a frozen copy of `model` for a full fine-tune; with `lora` (a peft config) it is the same
+    network with the adapter switched off, which saves the copy. Steps: ceil(len(pairs) * epochs / batch_size).
+    """
+    from datasets import Dataset
+    from trl import DPOConfig, DPOTrainer
+
+    from nbkit.train import RegistryCallback, trainer_config
+
+    if not pairs:
+        raise BudgetError("dpo: no preference pairs to train on")
+    cfg = trainer_config(
+        DPOConfig,
+        max_steps=max(1, math.ceil(len(pairs) * epochs / batch_size)),
+        learning_rate=lr,
+        beta=beta,
+        per_device_train_batch_size=batch_size,
+        max_length=max_length,
+        lr_scheduler_type="constant_with_warmup",
+        seed=seed,
+        **config_overrides,
+    )
+    # TRL would otherwise rebuild the reference from model.name_or_path, which fails offline for short names
+    ref = None if lora is not None else copy.deepcopy(model).eval()
+    columns = [{k: p[k] for k in ("prompt", "chosen", "rejected")} for p in pairs]
+    trainer = DPOTrainer(
+        model=model,
+        ref_model=ref,
+        args=cfg,
+        train_dataset=Dataset.from_list(columns),
+        processing_class=tokenizer,
+        peft_config=lora,
+        callbacks=[RegistryCallback(run, "dpo/")] if run is not None else [],
+    )
+    trainer.train()
+    trainer.model.eval()
+    return trainer
+
+
+# ------------------------------------------------------------------------------------------------- the sweep
+
+
+def make_task(cfg: BudgetConfig):
+    from nbkit.tasks import FIXTURES, GSM8K, Arithmetic
+
+    if cfg.task == "arithmetic":
+        return Arithmetic(digits=tuple(cfg.digits), seed=cfg.seed)
+    if cfg.task == "gsm8k":
+        for path in (Path(cfg.source).expanduser(), FIXTURES / cfg.source):
+            if path.is_file():
+                return GSM8K(path)
+        return GSM8K(cfg.source, config="main", test_source=cfg.source)
+    raise BudgetError(f"budget sweeps run on task 'arithmetic' or 'gsm8k', not {cfg.task!r}")
+
+
+def make_pools(task, cfg: BudgetConfig) -> tuple[list, list, list]:
+    """(sft_pool, preference_prompts, test): `pool` training problems each, disjoint, shuffled with the seed.
+
+    A cell takes the first n_sft of the SFT pool and the first n_pairs pairs, so a larger budget extends a smaller
+    one's data instead of redrawing it.
+    """
+    train = list(task.train(2 * cfg.pool, salt=f"budget-{cfg.seed}"))
+    if len(train) < 2 * cfg.pool:
+        raise BudgetError(
+            f"{task.name} has only {len(train)} training problems; the SFT and preference pools need "
+            f"2 x pool = {2 * cfg.pool}: lower pool to {len(train) // 2}"
+        )
+    random.Random(cfg.seed).shuffle(train)  # arithmetic lists problems by digit count
+    return train[: cfg.pool], train[cfg.pool :], task.test(cfg.eval_n)
+
+
+def check_grid(cells: list[Cell], cfg: BudgetConfig) -> None:
+    """Fail before anything runs if a cell needs more data than the pools can hold."""
+    max_sft, max_pairs = max(c.n_sft for c in cells), max(c.n_pairs for c in cells)
+    if max_sft > cfg.pool:
+        raise BudgetError(f"a cell needs {max_sft} SFT examples but pool={cfg.pool}; raise pool to {max_sft}")
+    if not cfg.pairs and max_pairs > cfg.pool * cfg.rejected_k:
+        raise BudgetError(
+            f"a cell needs {max_pairs} pairs but pool x rejected_k = {cfg.pool * cfg.rejected_k} at most; "
+            "raise pool or rejected_k, or lower the budgets"
+        )
+
+
+def run_names(cfg: BudgetConfig, cell: Cell) -> dict:
+    """Registry names for one cell. Names say what a run holds, so equal contents share one run.
+
+    Example (prefix cpu, sweep id 1a2b3c, n_sft 4, n_pairs 28): base "cpu-budget-1a2b3c-base", sft
+    "cpu-budget-1a2b3c-sft4", dpo "cpu-budget-1a2b3c-sft4-dpo28", final = the dpo run.
+    """
+    stem = f"{cfg.prefix}-budget-{cfg.sweep_id()}"
+    names = {"base": f"{stem}-base", "pairs": f"{stem}-pairs"}
+    names["sft"] = f"{stem}-sft{cell.n_sft}" if cell.n_sft else None
+    start = names["sft"] or names["base"]
+    names["dpo"] = f"{start}-dpo{cell.n_pairs}" if cell.n_pairs else None
+    names["final"] = names["dpo"] or names["sft"]
+    return names
+
+
+class _Scratch:
+    """Stands in for a RunWriter on ranks other than 0 of a multi-GPU job: they train along, write nothing."""
+
+    def __init__(self):
+        import tempfile
+
+        self.path = Path(tempfile.mkdtemp(prefix="nbkit-rank-"))
+
+    def log(self, *args, **kwargs):
+        pass
+
+    def set_summary(self, **kwargs):
+        pass
+
+    def save_model(self, *args, **kwargs):
+        pass
+
+
+def _ensure(reg, name: str, kind: str, config: dict, parent: str | None, build):
+    """The run `name` from the registry (the cache), or built now by build(writer) and committed."""
+    from nbkit.train import is_main_process
+
+    if not reg.exists(name):
+        if is_main_process():
+            with reg.create(name, kind, config, parent) as writer:
+                build(writer)
+        else:
+            build(_Scratch())
+            for _ in range(7200):  # rank 0 commits after the same work
+                if reg.exists(name):
+                    break
+                time.sleep(1)
+    return reg.get(name)
+
+
+def _load(source: str):
+    from nbkit.models import load
+
+    path = Path(source)
+    # an adapter trained on this model records its base by this path: make it absolute so it loads from anywhere
+    return load(str(path.resolve()) if path.is_dir() else source, dtype="float32")
+
+
+class Sweep:
+    """One sweep over (budget x SFT fraction). Building it plans and checks the grid (bad input fails here, before
+    anything runs); `.pairs` draws the rejected answers once (cached as a registry run); `.run()` trains and
+    evaluates the missing cells and returns the table.
+    """
+
+    def __init__(self, cfg: BudgetConfig, registry=None):
+        from nbkit.runs import Registry
+
+        self.cfg, self.reg = cfg, registry if registry is not None else Registry()
+        self.cells = plan_grid(cfg.budgets, cfg.fractions, cfg.sft_cost, cfg.pair_cost)
+        check_grid(self.cells, cfg)
+        self.task = make_task(cfg)
+        self.sft_pool, self.pref_prompts, self.test = make_pools(self.task, cfg)
+        self.names = run_names(cfg, self.cells[0])  # base and pairs: the same for every cell
+        self.config = asdict(cfg)
+        self._pairs: list[dict] | None = None
+
+    @property
+    def pairs(self) -> list[dict]:
+        """All preference pairs, round-robin over prompts; cell (B, f) trains on the first n_pairs."""
+        if self._pairs is None:
+            run = _ensure(self.reg, self.names["pairs"], "pairs", self.config, None, self._build_pairs)
+            text = (run.path / "pairs.jsonl").read_text()
+            self._pairs = [json.loads(line) for line in text.splitlines()]
+            need = max(c.n_pairs for c in self.cells)
+            if need > len(self._pairs):
+                raise BudgetError(
+                    f"only {len(self._pairs)} preference pairs (incorrect samples) for a cell that needs {need}; "
+                    "raise pool or rejected_k, or lower the budgets"
+                )
+        return self._pairs
+
+    def _build_pairs(self, writer) -> None:
+        cfg = self.cfg
+        if cfg.pairs:
+            rows = load_pairs(cfg.pairs)
+        else:
+            model, tok = _load(cfg.model)
+            wrong = draw_rejected(
+                model, tok, self.task, self.pref_prompts, cfg.rejected_k, cfg.temperature, cfg.max_new_tokens,
+                cfg.seed, cfg.eval_batch_size,
+            )  # fmt: skip
+            rows = preference_pairs(self.task, self.pref_prompts, wrong, cfg.rationale)
+        with open(Path(writer.path) / "pairs.jsonl", "w") as f:
+            f.writelines(json.dumps(r) + "\n" for r in rows)
+        writer.set_summary(n_pairs=len(rows), n_prompts=len({json.dumps(r["prompt"]) for r in rows}))
+
+    def _evaluate(self, writer, model, tok, **summary) -> None:
+        from nbkit.train import is_main_process
+
+        if not is_main_process():
+            return
+        start = time.perf_counter()
+        res = self.task.evaluate(
+            model, tok, self.test, max_new_tokens=self.cfg.max_new_tokens, batch_size=self.cfg.eval_batch_size
+        )
+        with open(Path(writer.path) / "eval.jsonl", "w") as f:
+            f.writelines(json.dumps(r) + "\n" for r in res["rows"])
+        writer.log({"eval/accuracy": res["accuracy"]})
+        writer.set_summary(
+            accuracy=res["accuracy"],
+            by_difficulty=res["by_difficulty"],
+            n_eval=res["n"],
+            eval_seconds=round(time.perf_counter() - start, 1),
+            **summary,
+        )
+
+    def base_run(self):
+        """The base model, evaluated once: the starting point of every lineage."""
+        name = self.names["base"]
+        return _ensure(
+            self.reg, name, "base", self.config, None, lambda w: self._evaluate(w, *_load(self.cfg.model))
+        )
+
+    def sft_run(self, n: int):
+        """SFT on the first n examples of the SFT pool, from the base (shared by every cell with this n_sft)."""
+        from nbkit.train import sft
+
+        cfg, name = self.cfg, f"{self.names['base'][: -len('-base')]}-sft{n}"
+
+        def build(w):
+            model, tok = _load(cfg.model)
+            records = [
+                self.task.sft_record(ex, None if cfg.rationale else DIRECT) for ex in self.sft_pool[:n]
+            ]
+            start = time.perf_counter()
+            trainer = sft(
+                model, tok, records, epochs=cfg.sft_epochs, lr=cfg.sft_lr, batch_size=cfg.batch_size,
+                max_length=cfg.max_length, run=w, seed=cfg.seed,
+            )  # fmt: skip
+            seconds = round(time.perf_counter() - start, 1)
+            w.save_model(trainer.model, tok)
+            self._evaluate(
+                w, trainer.model, tok, n_sft=n, steps=trainer.state.global_step, train_seconds=seconds
+            )
+
+        return _ensure(self.reg, name, "sft", {**self.config, "n_sft": n}, self.names["base"], build)
+
+    def dpo_run(self, parent: str, n: int):
+        """DPO on the first n pairs, starting from the checkpoint of run `parent` (an SFT run or the base)."""
+        from nbkit.train import lora_config
+
+        cfg, pairs = self.cfg, self.pairs[:n]
+
+        def build(w):
+            model, tok = _load(self.reg.get(parent).model_source)
+            start = time.perf_counter()
+            trainer = dpo(
+                model, tok, pairs, cfg.dpo_epochs, cfg.dpo_lr, cfg.beta, cfg.batch_size, cfg.max_length, run=w,
+                lora=lora_config() if cfg.dpo_lora else None, seed=cfg.seed,
+            )  # fmt: skip
+            seconds = round(time.perf_counter() - start, 1)
+            w.save_model(trainer.model, tok)
+            self._evaluate(
+                w, trainer.model, tok, n_pairs=n, steps=trainer.state.global_step, train_seconds=seconds
+            )
+
+        return _ensure(self.reg, f"{parent}-dpo{n}", "dpo", {**self.config, "n_pairs": n}, parent, build)
+
+    def run_cell(self, cell: Cell) -> dict:
+        """SFT (if n_sft > 0), then DPO from there (if n_pairs > 0); finished runs are reused. Returns its row."""
+        names = run_names(self.cfg, cell)
+        if cell.n_sft:
+            self.sft_run(cell.n_sft)
+        if cell.n_pairs:
+            self.dpo_run(names["sft"] or names["base"], cell.n_pairs)
+        return cell_row(self.reg, self.cfg, cell, names)
+
+    def run(self, progress: bool = True):
+        """Every cell, in budget-major order; returns the tidy table (pandas), one row per cell."""
+        import pandas as pd
+        from tqdm.auto import tqdm
+
+        start = time.perf_counter()
+        self.pairs  # noqa: B018 - draw (or fetch) the pairs before training anything: it may fail on bad input
+        base = self.base_run()
+        rows = []
+        bar = tqdm(self.cells, desc="budget cells", disable=not progress)
+        for cell in bar:
+            bar.set_postfix(B=f"{cell.budget:g}", f=f"{cell.fraction:g}")
+            rows.append(self.run_cell(cell))
+        table = pd.DataFrame(rows)
+        table.attrs.update(
+            base_run=base.name,
+            base_accuracy=base.summary.get("accuracy"),
+            seconds=time.perf_counter() - start,
+        )
+        return table
+
+
+def sweep(cfg: BudgetConfig, registry=None, progress: bool = True):
+    """Run (or resume) a sweep; returns the table. See `Sweep`."""
+    return Sweep(cfg, registry).run(progress)
+
+
+def cell_row(reg, cfg: BudgetConfig, cell: Cell, names: dict) -> dict:
+    """One tidy row: the cell, what it bought and spent, its accuracy (overall and per difficulty), its runs."""
+    final = reg.get(names["final"]).summary
+    train_s = sum(reg.get(names[k]).summary.get("train_seconds", 0.0) for k in ("sft", "dpo") if names[k])
+    return {
+        "budget": cell.budget,
+        "fraction": cell.fraction,
+        "n_sft": cell.n_sft,
+        "n_pairs": cell.n_pairs,
+        "spent": cell.n_sft * cfg.sft_cost + cell.n_pairs * cfg.pair_cost,
+        "accuracy": final.get("accuracy"),
+        **{f"acc_d{d}": v for d, v in final.get("by_difficulty", {}).items()},
+        "train_s": round(train_s, 1),
+        "run": names["final"],
+        "sft_run": names["sft"],
+        "dpo_run": names["dpo"],
+    }
+
+
+def eval_rows(reg, name: str) -> list[dict]:
+    """The evaluation a run stored: [{question, answer, completion, difficulty, correct}, ...]."""
+    path = reg.get(name).path / "eval.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def side_by_side(reg, names: dict[str, str], n: int = 6):
+    """A table of the first n test questions with each named run's answer, e.g. {"DPO from base": run, ...}."""
+    import pandas as pd
+
+    cols = {label: eval_rows(reg, run) for label, run in names.items()}
+    first = next(iter(cols.values()))
+    return pd.DataFrame(
+        [
+            {
+                "question": r["question"],
+                "answer": r["answer"],
+                **{k: v[i]["completion"] for k, v in cols.items()},
+            }
+            for i, r in enumerate(first[:n])
+        ]
+    )
+
+
+# -------------------------------------------------------------------------------------------- paper claims
+
+
+def _acc(table, budget: float, fraction: float) -> float | None:
+    hit = table[(table.budget == budget) & (table.fraction == fraction)]
+    return None if hit.empty else float(hit.accuracy.iloc[0])
+
+
+def claim_sft_wins_small(table) -> str:
+    """Paper: with the smallest budget, spending it all on SFT beats every split that buys pairs."""
+    b = table.budget.min()
+    sft_only, others = _acc(table, b, 1.0), table[(table.budget == b) & (table.fraction < 1)]
+    if sft_only is None or others.empty:
+        return f"DEPARTS: the grid needs f = 1 and some f < 1 at B = {b:g} to check this"
+    best = others.loc[others.accuracy.idxmax()]
+    verdict = "AGREES" if sft_only >= best.accuracy else "DEPARTS"
+    return (
+        f"{verdict}: at B = {b:g}, SFT only scores {sft_only:.2f}; the best split with pairs "
+        f"(f = {best.fraction:g}) scores {best.accuracy:.2f}"
+    )
+
+
+def claim_dpo_from_base_worst(table) -> str:
+    """Paper: f = 0 (all pairs, DPO straight from the base) is the worst split at every budget."""
+    parts, ok = [], True
+    for b, sub in table.groupby("budget"):
+        a0, rest = _acc(table, b, 0.0), sub[sub.fraction > 0]
+        if a0 is None or rest.empty:
+            return f"DEPARTS: the grid needs f = 0 and some f > 0 at B = {b:g} to check this"
+        ok &= a0 <= rest.accuracy.min() and a0 < rest.accuracy.max()
+        parts.append(
+            f"B = {b:g}: f = 0 scores {a0:.2f}, the others {rest.accuracy.min():.2f}-{rest.accuracy.max():.2f}"
+        )
+    return ("AGREES: " if ok else "DEPARTS: ") + "; ".join(parts)
+
+
+def claim_small_sft_rescues(table, small: float = 0.25) -> str:
+    """Paper: a small SFT share (here the smallest 0 < f <= `small` that still buys pairs) beats DPO from base."""
+    parts, ok = [], True
+    for b, sub in table.groupby("budget"):
+        a0 = _acc(table, b, 0.0)
+        mixed = sub[(sub.fraction > 0) & (sub.fraction <= small) & (sub.n_pairs > 0)]
+        if a0 is None or mixed.empty:
+            return f"DEPARTS: the grid needs f = 0 and a share 0 < f <= {small:g} at B = {b:g} to check this"
+        row = mixed.loc[mixed.fraction.idxmin()]
+        ok &= row.accuracy > a0
+        parts.append(
+            f"B = {b:g}: f = {row.fraction:g} scores {row.accuracy:.2f} vs {a0:.2f} ({row.accuracy - a0:+.2f})"
+        )
+    return ("AGREES: " if ok else "DEPARTS: ") + "; ".join(parts)
+
+
+# ------------------------------------------------------------------------------------------------------ plots
+
+
+def plot_heatmap(table, ax=None, title: str = ""):
+    """Accuracy per (budget, SFT fraction) cell, numbers written in."""
+    import matplotlib.pyplot as plt
+
+    ax = ax or plt.gca()
+    grid = table.pivot_table(index="budget", columns="fraction", values="accuracy")
+    im = ax.imshow(
+        grid.values, cmap="viridis", vmin=0, vmax=max(1e-9, float(grid.values.max())), aspect="auto"
+    )
+    ax.set_xticks(range(grid.shape[1]), [f"{f:g}" for f in grid.columns])
+    ax.set_yticks(range(grid.shape[0]), [f"{b:g}" for b in grid.index])
+    for i in range(grid.shape[0]):
+        for j in range(grid.shape[1]):
+            ax.text(j, i, f"{grid.values[i, j]:.2f}", ha="center", va="center", color="w")
+    ax.set(xlabel="SFT fraction f", ylabel="budget B", title=title)
+    plt.colorbar(im, ax=ax, label="accuracy")
+    return ax
+
+
+def plot_lines(table, ax=None, title: str = "", base_accuracy: float | None = None):
+    """Accuracy against the SFT fraction, one line per budget; the base model as a dashed line."""
+    import matplotlib.pyplot as plt
+
+    ax = ax or plt.gca()
+    for b, sub in table.sort_values("fraction").groupby("budget"):
+        ax.plot(sub.fraction, sub.accuracy, marker="o", label=f"B = {b:g}")
+    if base_accuracy is not None:
+        ax.axhline(base_accuracy, ls="--", color="grey", label="base model")
+    ax.set(xlabel="SFT fraction f (0 = all DPO, 1 = all SFT)", ylabel="accuracy", title=title)
+    ax.legend()
+    return ax
+
+
+# -------------------------------------------------------------------------------------------------------- CLI
+
+
+def cli(argv: list[str]) -> int:
+    """`nbkit budget --config FILE [--root DIR] [--out results.csv]`: the sweep as a script."""
+    from nbkit.config import describe, load_config
+    from nbkit.runs import Registry
+    from nbkit.train import is_main_process
+
+    p = argparse.ArgumentParser(
+        prog="nbkit budget",
+        description="Sweep SFT fraction x budget (SFT -> DPO -> eval per cell); finished cells are reused.",
+        epilog="config keys (YAML; `profile: smoke|cpu|gpu` picks defaults):\n" + describe(BudgetConfig),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--config", required=True, help="YAML/JSON file with BudgetConfig keys")
+    p.add_argument("--root", default=None, help="registry folder (default ./runs or $NBKIT_RUNS)")
+    p.add_argument("--out", default=None, help="also write the results table to this CSV file")
+    args = p.parse_args(argv[1:])
+    cfg = load_config(args.config, BudgetConfig)
+    table = sweep(cfg, Registry(args.root))
+    if is_main_process():
+        print(table.drop(columns=["sft_run", "dpo_run"]).to_string(index=False))
+        print(
+            f"base model accuracy: {table.attrs['base_accuracy']}; sweep took {table.attrs['seconds']:.0f} s"
+        )
+        for claim in (claim_sft_wins_small, claim_dpo_from_base_worst, claim_small_sft_rescues):
+            print(f"{claim.__name__}: {claim(table)}")
+        if args.out:
+            table.to_csv(args.out, index=False)
+    return 0

@@ -1,0 +1,356 @@
+"""Tests for nbkit.budget: the cost model (golden numbers), bad input, pair building with a fake sampler, the
+paper-claim checks, and a real sweep on the tiny model (lineage, cache, resume after an interruption, the CLI)."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from nbkit import budget
+from nbkit.budget import (
+    BudgetConfig,
+    BudgetError,
+    Cell,
+    Sweep,
+    claim_dpo_from_base_worst,
+    claim_sft_wins_small,
+    claim_small_sft_rescues,
+    draw_rejected,
+    load_pairs,
+    plan_grid,
+    preference_pairs,
+    run_names,
+    split_budget,
+)
+from nbkit.config import from_dict
+from nbkit.errors import ConfigError, NbkitError
+from nbkit.runs import Registry
+from nbkit.tasks import Arithmetic
+
+# ------------------------------------------------------------------------------------------------- cost model
+
+
+@pytest.mark.parametrize(
+    "budget, f, sft_cost, pair_cost, expected",
+    [
+        (100, 0.25, 1, 2, (25, 37)),  # 25 units -> 25 examples; 75 units -> 37 pairs, half a unit left over
+        (128, 0.125, 1, 1, (16, 112)),
+        (100, 0.29, 1, 1, (29, 71)),  # 0.29 * 100 = 28.999999999999996 in floats: still 29
+        (10, 1.0, 3, 1, (3, 0)),
+        (10, 0.0, 3, 4, (0, 2)),
+        (32, 0.5, 0.5, 4, (32, 4)),
+    ],
+)
+def test_split_budget_golden(budget, f, sft_cost, pair_cost, expected):
+    assert split_budget(budget, f, sft_cost, pair_cost) == expected
+
+
+def test_plan_grid_is_budget_major_and_sorted():
+    cells = plan_grid([20, 10], [1.0, 0.0, 0.5])
+    assert cells == [
+        Cell(10.0, 0.0, 0, 10),
+        Cell(10.0, 0.5, 5, 5),
+        Cell(10.0, 1.0, 10, 0),
+        Cell(20.0, 0.0, 0, 20),
+        Cell(20.0, 0.5, 10, 10),
+        Cell(20.0, 1.0, 20, 0),
+    ]
+
+
+@pytest.mark.parametrize("f", [-0.1, 1.5])
+def test_fraction_outside_unit_interval_fails(f):
+    with pytest.raises(BudgetError, match=r"outside \[0, 1\]"):
+        split_budget(10, f)
+
+
+def test_budget_that_buys_nothing_says_how_much_is_needed():
+    with pytest.raises(BudgetError, match="buys nothing.*at least 2") as e:
+        split_budget(1, 0.5, sft_cost=1, pair_cost=1)  # half a unit each side buys nothing
+    assert "\n" not in str(e.value)
+    with pytest.raises(BudgetError, match="at least 4"):
+        split_budget(3, 0.0, pair_cost=4)
+
+
+@pytest.mark.parametrize("kw", [dict(sft_cost=0), dict(pair_cost=-1), dict(budget=0)])
+def test_nonpositive_costs_and_budgets_fail(kw):
+    args = dict(budget=10, fraction=0.5, sft_cost=1, pair_cost=1) | kw
+    with pytest.raises(BudgetError):
+        split_budget(**args)
+
+
+def test_budget_errors_are_config_errors_that_the_cli_prints():
+    assert issubclass(BudgetError, ConfigError) and issubclass(BudgetError, NbkitError)
+
+
+def test_grid_fails_at_once_on_one_bad_fraction_or_too_small_pool():
+    with pytest.raises(BudgetError, match="outside"):
+        Sweep(_smoke(fractions=[0.0, 2.0]))
+    with pytest.raises(BudgetError, match="raise pool to 8"):
+        Sweep(_smoke(budgets=[8], fractions=[1.0], pool=4))
+    with pytest.raises(BudgetError, match="rejected_k"):
+        Sweep(_smoke(budgets=[8], fractions=[0.0], pool=4, rejected_k=1))
+
+
+# --------------------------------------------------------------------------------------------------- config
+
+
+def _smoke(**kw) -> BudgetConfig:
+    return from_dict({"profile": "smoke", **kw}, BudgetConfig)
+
+
+def test_profiles_and_sweep_id():
+    smoke, cpu = BudgetConfig.for_profile("smoke"), BudgetConfig.for_profile("cpu")
+    assert (smoke.model, smoke.prefix, cpu.model, cpu.prefix) == ("tiny", "smoke", "smollm2-135m", "cpu")
+    assert len(cpu.fractions) >= 3 and {0.0, 1.0} <= set(cpu.fractions) and len(cpu.budgets) == 2
+    with pytest.raises(ConfigError, match="unknown profile"):
+        BudgetConfig.for_profile("tpu")
+    # the grid and the prefix do not change the id (cells are reused); a hyperparameter does
+    assert _smoke(budgets=[4], prefix="x").sweep_id() == smoke.sweep_id()
+    assert _smoke(dpo_lr=1e-3).sweep_id() != smoke.sweep_id()
+
+
+def test_run_names_follow_the_lineage():
+    cfg = _smoke()
+    stem = f"smoke-budget-{cfg.sweep_id()}"
+    mixed = run_names(cfg, Cell(8, 0.5, 4, 4))
+    assert (mixed["sft"], mixed["dpo"], mixed["final"]) == (
+        f"{stem}-sft4",
+        f"{stem}-sft4-dpo4",
+        f"{stem}-sft4-dpo4",
+    )
+    cold = run_names(cfg, Cell(8, 0.0, 0, 8))
+    assert (cold["sft"], cold["dpo"]) == (None, f"{stem}-base-dpo8")
+    sft_only = run_names(cfg, Cell(8, 1.0, 8, 0))
+    assert (sft_only["dpo"], sft_only["final"]) == (None, f"{stem}-sft8")
+
+
+# ------------------------------------------------------------------------------------------ preference pairs
+
+
+class FakeSamples:
+    def __init__(self, texts):
+        self._texts = texts
+
+    def texts(self):
+        return self._texts
+
+
+def fake_sampler(answers_by_question):
+    """A sampler that returns fixed texts per question, whatever the model."""
+
+    def sample(model, tok, prompts, k, **kw):
+        qs = [p[-1]["content"] for p in prompts]
+        return FakeSamples([answers_by_question[q][:k] for q in qs])
+
+    return sample
+
+
+def test_pairs_from_a_fake_sampler_keep_wrong_answers_round_robin():
+    task = Arithmetic(digits=(1,))
+    exs = [task.make(2, 3), task.make(4, 4), task.make(1, 1)]
+    sampler = fake_sampler(
+        {
+            "What is 2 + 3?": ["Answer: 6", "Answer: 7"],
+            "What is 4 + 4?": ["Answer: 8", "8"],  # both right: no pair from this prompt
+            "What is 1 + 1?": ["Answer: 2", "Answer: 3"],
+        }
+    )
+    wrong = draw_rejected(None, None, task, exs, k=2, sampler=sampler)
+    assert wrong == [["Answer: 6", "Answer: 7"], [], ["Answer: 3"]]
+    pairs = preference_pairs(task, exs, wrong)
+    got = [
+        (p["prompt"][-1]["content"], p["chosen"][0]["content"], p["rejected"][0]["content"]) for p in pairs
+    ]
+    assert got == [
+        ("What is 2 + 3?", "Answer: 5", "Answer: 6"),
+        ("What is 1 + 1?", "Answer: 2", "Answer: 3"),
+        ("What is 2 + 3?", "Answer: 5", "Answer: 7"),
+    ]
+    with_rationale = preference_pairs(task, exs, wrong, rationale=True)[0]["chosen"][0]["content"]
+    assert with_rationale == "Ones: 2 + 3 = 5. Write 5, carry 0. So far: 5\nAnswer: 5"
+
+
+def test_a_task_with_no_incorrect_samples_fails_with_one_clear_line():
+    task = Arithmetic(digits=(1,))
+    exs = [task.make(2, 3), task.make(1, 1)]
+    sampler = fake_sampler({"What is 2 + 3?": ["5", "Answer: 5"], "What is 1 + 1?": ["2", "two is 2"]})
+    wrong = draw_rejected(None, None, task, exs, k=2, sampler=sampler)
+    with pytest.raises(BudgetError, match="no incorrect samples to pair against") as e:
+        preference_pairs(task, exs, wrong)
+    assert "\n" not in str(e.value)
+
+
+def test_load_pairs_from_a_dataset_file(tmp_path):
+    f = tmp_path / "pairs.jsonl"
+    f.write_text(
+        json.dumps({"prompt": "What is 1 + 1?", "chosen": "Answer: 2", "rejected": "Answer: 3"}) + "\n"
+    )
+    (row,) = load_pairs(f)
+    assert row["prompt"] == [{"role": "user", "content": "What is 1 + 1?"}]
+    assert row["rejected"] == [{"role": "assistant", "content": "Answer: 3"}]
+    f.write_text(json.dumps({"prompt": "x", "chosen": "y"}) + "\n")
+    with pytest.raises(BudgetError, match=r"lacks \['rejected'\]"):
+        load_pairs(f)
+
+
+# ---------------------------------------------------------------------------------------------- claims
+
+
+def _table(rows):
+    return pd.DataFrame(rows, columns=["budget", "fraction", "n_pairs", "accuracy"])
+
+
+AGREEING = _table(
+    [
+        (32, 0.0, 32, 0.05),
+        (32, 0.125, 28, 0.20),
+        (32, 1.0, 0, 0.30),
+        (128, 0.0, 128, 0.10),
+        (128, 0.125, 112, 0.45),
+        (128, 1.0, 0, 0.40),
+    ]
+)
+
+
+def test_claims_agree_on_a_table_shaped_like_the_paper():
+    assert claim_sft_wins_small(AGREEING).startswith("AGREES: at B = 32, SFT only scores 0.30")
+    assert claim_dpo_from_base_worst(AGREEING).startswith("AGREES")
+    assert claim_small_sft_rescues(AGREEING) == (
+        "AGREES: B = 32: f = 0.125 scores 0.20 vs 0.05 (+0.15); B = 128: f = 0.125 scores 0.45 vs 0.10 (+0.35)"
+    )
+
+
+def test_claims_depart_plainly():
+    flat = AGREEING.assign(accuracy=0.0)  # a random model: every cell scores 0
+    assert claim_dpo_from_base_worst(flat).startswith("DEPARTS")
+    assert claim_small_sft_rescues(flat).startswith("DEPARTS")
+    mixed_wins = AGREEING.copy()
+    mixed_wins.loc[1, "accuracy"] = 0.5
+    assert claim_sft_wins_small(mixed_wins).startswith(
+        "DEPARTS: at B = 32, SFT only scores 0.30; the best split"
+    )
+    assert claim_small_sft_rescues(AGREEING[AGREEING.fraction != 0.125]).startswith("DEPARTS: the grid needs")
+
+
+# ------------------------------------------------------------------------------------ a real sweep on tiny
+
+
+@pytest.fixture(scope="module")
+def swept(tmp_path_factory):
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("NBKIT_WANDB", "off")
+        reg = Registry(tmp_path_factory.mktemp("runs"))
+        cfg = _smoke(budgets=[4], fractions=[0.0, 0.5, 1.0], eval_n=4, max_new_tokens=4)
+        yield cfg, reg, Sweep(cfg, reg).run(progress=False)
+
+
+def test_sweep_table_is_tidy(swept):
+    cfg, reg, table = swept
+    assert list(table[["fraction", "n_sft", "n_pairs"]].itertuples(index=False, name=None)) == [
+        (0.0, 0, 4),
+        (0.5, 2, 2),
+        (1.0, 4, 0),
+    ]
+    assert table.spent.tolist() == [4.0, 4.0, 4.0]
+    assert table.accuracy.between(0, 1).all() and table.attrs["base_accuracy"] is not None
+    assert (table.train_s > 0).all()
+    pairs = [
+        json.loads(x)
+        for x in (reg.get(run_names(cfg, Cell(4, 0, 0, 4))["pairs"]).path / "pairs.jsonl").open()
+    ]
+    assert len(pairs) >= 4 and all(not Arithmetic().is_correct(p["rejected"], p["answer"]) for p in pairs)
+
+
+def test_every_checkpoint_is_registered_with_its_parents(swept):
+    cfg, reg, table = swept
+    stem = f"smoke-budget-{cfg.sweep_id()}"
+    lineages = [[r.name for r in reg.lineage(run)] for run in table.run]
+    assert lineages == [
+        [f"{stem}-base", f"{stem}-base-dpo4"],
+        [f"{stem}-base", f"{stem}-sft2", f"{stem}-sft2-dpo2"],
+        [f"{stem}-base", f"{stem}-sft4"],
+    ]
+    assert [reg.get(run).kind for run in lineages[1]] == ["base", "sft", "dpo"]
+    model, tok = reg.load(table.run[1])  # what the compare app does with any cell
+    assert model.config.hidden_size == 64
+    assert len(budget.eval_rows(reg, table.run[1])) == 4
+
+
+def test_a_rerun_trains_nothing(swept, monkeypatch):
+    cfg, reg, table = swept
+
+    def boom(*a, **k):
+        raise AssertionError("a finished cell was trained again")
+
+    monkeypatch.setattr(budget, "dpo", boom)
+    monkeypatch.setattr("nbkit.train.sft", boom)
+    again = Sweep(cfg, reg).run(progress=False)
+    pd.testing.assert_frame_equal(again.drop(columns="train_s"), table.drop(columns="train_s"))
+
+
+def test_an_interrupted_sweep_resumes(tmp_path, monkeypatch):
+    monkeypatch.setenv("NBKIT_WANDB", "off")
+    reg, cfg = Registry(tmp_path), _smoke(budgets=[4], fractions=[0.0, 0.5], eval_n=2, max_new_tokens=2)
+    real_dpo, calls = budget.dpo, []
+
+    def dpo_dies_second_time(*a, **k):
+        calls.append(len(a[2]))
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # the user stops the sweep in the middle of a cell
+        return real_dpo(*a, **k)
+
+    monkeypatch.setattr(budget, "dpo", dpo_dies_second_time)
+    with pytest.raises(KeyboardInterrupt):
+        Sweep(cfg, reg).run(progress=False)
+    stem = f"smoke-budget-{cfg.sweep_id()}"
+    done = {n: reg.get(n).created for n in reg.names()}
+    assert set(done) == {f"{stem}-pairs", f"{stem}-base", f"{stem}-base-dpo4", f"{stem}-sft2"}
+    assert not any((tmp_path / ".pending").glob("*/checkpoint"))  # the half-trained cell left nothing behind
+
+    table = Sweep(cfg, reg).run(progress=False)
+    assert calls == [4, 2, 2]  # only the interrupted DPO ran again
+    assert {n: reg.get(n).created for n in done} == done
+    assert table.run.tolist() == [f"{stem}-base-dpo4", f"{stem}-sft2-dpo2"]
+
+
+def test_cli_runs_a_gsm8k_sweep_from_a_config_file(tmp_path, monkeypatch, capsys):
+    from nbkit.cli import main
+
+    monkeypatch.setenv("NBKIT_WANDB", "off")
+    cfg = tmp_path / "budget.yaml"
+    cfg.write_text(
+        "profile: smoke\ntask: gsm8k\nsource: gsm8k_sample.jsonl\nbudgets: [2]\nfractions: [0.0, 0.5, 1.0]\n"
+        "pool: 2\neval_n: 2\nmax_new_tokens: 2\nmax_length: 160\n"
+    )
+    out = tmp_path / "table.csv"
+    assert main(["budget", "--config", str(cfg), "--root", str(tmp_path / "runs"), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "claim_small_sft_rescues: " in printed and "base model accuracy" in printed
+    table = pd.read_csv(out)
+    assert table[["n_sft", "n_pairs"]].values.tolist() == [[0, 2], [1, 1], [2, 0]]
+
+
+def test_cli_bad_config_prints_one_line(tmp_path, capsys):
+    from nbkit.cli import main
+
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text("profile: smoke\nfractions: [0.0, 1.5]\n")
+    assert main(["budget", "--config", str(cfg), "--root", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("nbkit: SFT fraction f=1.5 is outside [0, 1]") and "\n" not in err
+
+
+# ------------------------------------------------------------------------------------------------------ slow
+
+
+@pytest.mark.slow
+def test_cpu_profile_small_sft_share_beats_the_base(tmp_path, monkeypatch):
+    """SmolLM2-135M: 16 direct-answer SFT examples teach the answer format that the base model lacks."""
+    monkeypatch.setenv("NBKIT_WANDB", "off")
+    cfg = from_dict(
+        {"profile": "cpu", "budgets": [16], "fractions": [1.0], "pool": 16, "eval_n": 32}, BudgetConfig
+    )
+    table = Sweep(cfg, Registry(tmp_path)).run(progress=False)
+    assert table.accuracy[0] > table.attrs["base_accuracy"] + 0.1
