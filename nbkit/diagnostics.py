@@ -223,6 +223,10 @@ class Probe:
         row[f"{prefix}prompt_mean"] = s["mean"]
         row[f"{prefix}prompt_std"] = s["std"]
         row[f"{prefix}seconds"] = self.seconds
+        row[f"{prefix}questions"] = self.questions
+        row[f"{prefix}first_samples"] = [
+            group[0] for group in self.texts
+        ]  # one completion per prompt, to read
         return row
 
 
@@ -362,3 +366,80 @@ class ProbeCallback(TrainerCallback):
         due = self.every and state.global_step % self.every == 0
         if state.is_world_process_zero and self.examples and (due or last):
             self._probe(model, state.global_step)
+
+
+# ------------------------------------------------------------------------------------- reading runs, claims
+
+
+def run_tables(run):
+    """(train, probes) DataFrames from a finished RFT run in the registry, indexed by step.
+
+    train: one row per RFT step with TRL's scalars (reward, reward_std, frac_reward_zero_std, grad_norm, ...) and
+    ours (frac_reward_zero_std_all_right / _all_wrong, filter/...). probes: one row per probe with the scalars and the
+    per-prompt lists probe/prompt_mean, probe/prompt_std (and probe/grad_norm at step 0).
+    """
+    import pandas as pd
+
+    rows = run.metrics()
+    train = pd.DataFrame([r for r in rows if "reward_std" in r])
+    probes = pd.DataFrame([r for r in rows if "probe/prompt_std" in r])
+    return (
+        train.set_index("step") if not train.empty else train,
+        probes.set_index("step") if not probes.empty else probes,
+    )
+
+
+def verdict(agrees: bool, detail: str) -> str:
+    return f"AGREES: {detail}" if agrees else f"DEPARTS: {detail}"
+
+
+def claim_zero_std_zero_gradient(stds, grad_norms) -> str:
+    """Razin et al. / GRPO: prompts whose k rewards are all equal get exactly zero gradient; the others do not.
+
+    Example: stds [0, 0.5], grad_norms [0.0, 3.1] -> "AGREES: ..."
+    """
+    zero = [g for s, g in zip(stds, grad_norms) if s == 0]
+    spread = [g for s, g in zip(stds, grad_norms) if s > 0]
+    if not zero:
+        return verdict(False, "no zero-std prompt was measured, so the claim could not be checked")
+    detail = f"{len(zero)} zero-std prompts, largest gradient norm {max(zero):.3g}"
+    if spread:
+        detail += f"; {len(spread)} prompts with spread, smallest gradient norm {min(spread):.3g}"
+    return verdict(max(zero) == 0.0 and all(g > 0 for g in spread), detail)
+
+
+def claim_low_std_slow_growth(start_means, start_stds, end_means) -> str:
+    """Razin et al.: an input whose reward std is small under the model gains reward slowly, even when its reward is
+    far from the best. Compares the mean reward gain of prompts that started all-wrong (std 0, reward 0) with that
+    of prompts that started with spread (std > 0).
+
+    Example: start_means [0, 0, 0.5], start_stds [0, 0, 0.5], end_means [0, 0.25, 1] -> zero-std gain 0.125 <
+    spread gain 0.5 -> "AGREES: ..."
+    """
+    low = [e - m for m, s, e in zip(start_means, start_stds, end_means) if s == 0 and m == 0]
+    high = [e - m for m, s, e in zip(start_means, start_stds, end_means) if s > 0]
+    if not low or not high:
+        return verdict(
+            False, f"need prompts of both kinds ({len(low)} started all-wrong, {len(high)} with spread)"
+        )
+    g_low, g_high = sum(low) / len(low), sum(high) / len(high)
+    detail = (
+        f"mean reward gain {g_low:+.3f} for {len(low)} prompts that started all-wrong (std 0) vs "
+        f"{g_high:+.3f} for {len(high)} prompts that started with spread"
+    )
+    return verdict(g_low < g_high, detail)
+
+
+def claim_warmstart_helps(alone: dict, warm: dict) -> str:
+    """Razin et al.: a short SFT phase before RFT lowers the share of zero-std inputs and raises reward faster.
+
+    alone, warm: run summaries with probe_zero_std_start, probe_reward_end (same RFT steps, same probe prompts).
+    """
+    lower = warm["probe_zero_std_start"] < alone["probe_zero_std_start"]
+    higher = warm["probe_reward_end"] > alone["probe_reward_end"]
+    detail = (
+        f"zero-std share at the start of RFT {warm['probe_zero_std_start']:.2f} with warm-start vs "
+        f"{alone['probe_zero_std_start']:.2f} without; mean reward after RFT {warm['probe_reward_end']:.3f} vs "
+        f"{alone['probe_reward_end']:.3f}"
+    )
+    return verdict(lower and higher, detail)

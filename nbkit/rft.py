@@ -53,15 +53,15 @@ class RftConfig:
     )
     data: str | None = field(default=None, metadata={"help": "gsm8k: a .jsonl file or a hub dataset name"})
     data_config: str | None = field(default=None, metadata={"help": "gsm8k: hub dataset config, e.g. 'main'"})
-    n_train: int = field(default=200, metadata={"help": "RFT inputs (training prompts)"})
+    n_train: int = field(default=120, metadata={"help": "RFT inputs (training prompts)"})
     n_probe: int = field(default=16, metadata={"help": "held-out prompts probed for per-prompt reward stats"})
-    steps: int = field(default=40, metadata={"help": "RFT optimizer steps"})
+    steps: int = field(default=30, metadata={"help": "RFT optimizer steps"})
     batch_size: int = field(
         default=8,
         metadata={"help": "completions per optimizer step (per device) = prompts per step x group_size"},
     )
     group_size: int = field(default=4, metadata={"help": "completions sampled per prompt (GRPO's group, k)"})
-    lr: float = field(default=2e-5, metadata={"help": "RFT learning rate"})
+    lr: float = field(default=3e-5, metadata={"help": "RFT learning rate"})
     max_completion_length: int = field(default=8, metadata={"help": "max new tokens per completion"})
     temperature: float = field(default=1.0, metadata={"help": "sampling temperature in RFT and probes"})
     scale_rewards: str = field(
@@ -83,9 +83,9 @@ class RftConfig:
     max_resample: int = field(default=4, metadata={"help": "resample: max extra generation rounds per step"})
     probe_k: int = field(default=8, metadata={"help": "samples per probe prompt"})
     probe_every: int = field(
-        default=20, metadata={"help": "probe every N steps (also at the start and the end)"}
+        default=15, metadata={"help": "probe every N steps (also at the start and the end)"}
     )
-    grad_prompts: int = field(default=16, metadata={"help": "probe prompts whose gradient norm is measured"})
+    grad_prompts: int = field(default=8, metadata={"help": "probe prompts whose gradient norm is measured"})
     name: str = field(
         default="rft", metadata={"help": "run name in the registry (warm-start: NAME-warmstart)"}
     )
@@ -136,7 +136,7 @@ class RftConfig:
         if name == "smoke":
             return cls(
                 model="tiny", n_train=16, n_probe=4, steps=2, batch_size=8, group_size=4, lr=1e-4,
-                max_completion_length=6, probe_k=4, probe_every=2, grad_prompts=4, warmstart_steps=2,
+                max_completion_length=6, probe_k=4, probe_every=2, grad_prompts=2, warmstart_steps=2,
                 max_resample=1,
             )  # fmt: skip
         if name == "cpu":

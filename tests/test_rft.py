@@ -17,6 +17,9 @@ from nbkit.diagnostics import (
     RewardError,
     check_rewards,
     checked_reward,
+    claim_low_std_slow_growth,
+    claim_warmstart_helps,
+    claim_zero_std_zero_gradient,
     group_advantages,
     group_reward_stats,
     group_std,
@@ -84,6 +87,23 @@ def test_policy_gradient_loss_by_hand():
     # -(1*(-1-2) + (-1)*(-3)) / 3 tokens = -(-3 + 3) / 3 = 0 ; with adv [2, 1]: -(2*-3 + 1*-3)/3 = 3
     assert policy_gradient_loss(logps, mask, adv).item() == 0.0
     assert policy_gradient_loss(logps, mask, torch.tensor([2.0, 1.0])).item() == pytest.approx(3.0)
+
+
+def test_claim_verdicts_by_hand():
+    assert claim_zero_std_zero_gradient([0, 0.5], [0.0, 3.1]).startswith("AGREES")
+    assert claim_zero_std_zero_gradient([0, 0.5], [1e-9, 3.1]).startswith("DEPARTS")
+    assert claim_zero_std_zero_gradient([0.5], [3.1]).startswith("DEPARTS: no zero-std prompt")
+    v = claim_low_std_slow_growth([0, 0, 0.5], [0, 0, 0.5], [0, 0.25, 1])
+    assert v.startswith("AGREES") and "+0.125" in v and "+0.500" in v
+    assert claim_low_std_slow_growth([0, 0.5], [0, 0.5], [1, 0.5]).startswith("DEPARTS")
+    assert "need prompts of both kinds" in claim_low_std_slow_growth([1], [0], [1])
+    alone = {"probe_zero_std_start": 0.8, "probe_reward_end": 0.1}
+    assert claim_warmstart_helps(alone, {"probe_zero_std_start": 0.3, "probe_reward_end": 0.4}).startswith(
+        "AGREES"
+    )
+    assert claim_warmstart_helps(alone, {"probe_zero_std_start": 0.3, "probe_reward_end": 0.05}).startswith(
+        "DEPARTS"
+    )
 
 
 # --------------------------------------------------------------------------------- the zero-gradient invariant
@@ -217,6 +237,16 @@ def test_config_file_and_profiles(tmp_path):
     assert RftConfig.for_profile("gpu").batch_size % RftConfig.for_profile("gpu").group_size == 0
     with pytest.raises(ConfigError):
         RftConfig.for_profile("laptop")
+
+
+def test_shipped_rft_configs_load():
+    from pathlib import Path
+
+    files = sorted((Path(__file__).resolve().parent.parent / "configs").glob("rft_*.yaml"))
+    assert files
+    for f in files:
+        cfg = load_config(f, RftConfig)
+        assert cfg.batch_size % cfg.group_size == 0, f
 
 
 # ------------------------------------------------------------------------------------------ splicing batches
