@@ -79,12 +79,10 @@ def build(backend: Backend) -> gr.Blocks:
             batch_table = gr.Dataframe(label="Accuracy (greedy)", interactive=False)
 
         # ---- wiring
-        def blind(prompt, pool, *s):
-            yield from backend.blind_round(prompt, pool, *s)
-
-        ask.click(
-            ui_errors(blind), [prompt, pool, *settings], [answer_a, answer_b, rnd], api_name="blind"
-        ).then(lambda: "", None, reveal, api_name=False)
+        blind = ui_errors(backend.blind_round)
+        ask.click(lambda: "", None, reveal, api_name=False).then(
+            blind, [prompt, pool, *settings], [answer_a, answer_b, rnd], api_name="blind"
+        )
 
         def voter(outcome):
             def vote(r, request: gr.Request):
@@ -93,7 +91,9 @@ def build(backend: Backend) -> gr.Blocks:
             return ui_errors(vote)
 
         for (outcome, _), button in zip(VOTES, vote_buttons):
-            button.click(voter(outcome), rnd, [reveal, rnd, board_small], api_name=f"vote_{outcome}")
+            button.click(voter(outcome), rnd, [reveal, rnd, board_small], api_name=f"vote_{outcome}").then(
+                ui_errors(backend.leaderboard), method, board, api_name=False
+            )
 
         def side(prompt, labels, *s):
             for names, texts, line, done in backend.side_by_side(prompt, labels, *s):

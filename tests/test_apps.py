@@ -313,6 +313,23 @@ def test_chat_streams_through_the_api(chat_app):
     assert "tok/s" in stats and "first token" in stats and box == ""
 
 
+def test_stop_ends_the_generation_thread(registry, tmp_path_factory):
+    backend = make_backend(registry, tmp_path_factory, max_new_tokens=1500, auth=None)
+    backend.model("tiny")
+    demo = launch(build_app("chat", backend), backend.cfg)
+    try:
+        job = client(demo, None).submit(*chat_args("go on forever", max_new=1500), api_name="/chat")
+        deadline = time.monotonic() + 120
+        while not job.outputs() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert job.outputs() and job.cancel()  # what the Stop button does (cancels=)
+        time.sleep(1.0)
+        assert not [t for t in threading.enumerate() if t.name == "nbkit-generate"]
+        assert len(job.outputs()) < 1500
+    finally:
+        demo.close()
+
+
 def test_chat_switches_model_and_keeps_history(chat_app):
     demo, backend = chat_app
     c = client(demo)
