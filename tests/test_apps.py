@@ -5,6 +5,7 @@ checkpoint) and `tiny-lora` (a LoRA adapter on tiny).
 """
 
 import socket
+import statistics
 import threading
 import time
 import warnings
@@ -521,7 +522,8 @@ def test_hostile_wrong_password(chat_app):
 
 @pytest.mark.slow
 def test_time_to_first_token_smollm2(registry, tmp_path_factory):
-    """Target: first token <= 1 s after the model is loaded, through the chat app, embedded model, this CPU."""
+    """Target: median first visible token <= 1 s after the model is loaded, through the chat app (gradio_client),
+    embedded model, this CPU. A machine shared with other heavy jobs can miss it: see the printed numbers."""
     backend = make_backend(registry, tmp_path_factory, models=["smollm2-135m"], auth=None)
     backend.model("smollm2-135m")
     demo = launch(build_app("chat", backend), backend.cfg)
@@ -539,7 +541,7 @@ def test_time_to_first_token_smollm2(registry, tmp_path_factory):
         print(
             f"\nsmollm2-135m time to first visible token through gradio_client: {[round(f, 3) for f in firsts]} s"
         )
-        assert min(firsts) <= 1.0
+        assert statistics.median(firsts) <= 1.0
     finally:
         demo.close()
 
