@@ -486,7 +486,13 @@ class Backend:
             {"role": m["role"], "content": clean_text(message_text(m.get("content")))}
             for m in (history or [])
             if isinstance(m, dict) and m.get("role") in ("user", "assistant")
-        ] + [{"role": "user", "content": message}]
+        ]
+        budget = (
+            4 * self.cfg.max_input_chars
+        )  # an API client can send any history; keep the latest turns only
+        while turns and sum(len(m["content"]) for m in turns) > budget:
+            turns = turns[2:]
+        turns += [{"role": "user", "content": message}]
         system = clean_text(system).strip()[: self.cfg.max_input_chars] or None
         stops = [s for s in clean_text(stop).split(",") if s.strip()][:4]
         shown = turns + [{"role": "assistant", "content": ""}]

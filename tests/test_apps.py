@@ -473,6 +473,22 @@ def test_hostile_model_names_are_refused(chat_app, compare_app):
     assert alive(chat_app[0])
 
 
+def test_hostile_huge_history_is_trimmed_not_fatal(chat_app):
+    demo, backend = chat_app
+    from gradio_client.exceptions import AppError
+
+    part = [{"type": "text", "text": "blah " * 2000}]
+    history = [{"role": r, "content": part} for r in ("user", "assistant") * 50]  # 1M characters
+    t0 = time.perf_counter()
+    out, stats, _ = client(demo).predict(*chat_args("and now?", max_new=2, history=history), api_name="/chat")
+    assert time.perf_counter() - t0 < 60 and "tok/s" in stats
+    assert serve.message_text(out[-2]["content"]) == "and now?"
+    assert sum(len(serve.message_text(m["content"])) for m in out[:-2]) <= 4 * backend.cfg.max_input_chars
+    with pytest.raises(AppError):  # malformed history: refused by Gradio's schema, the server goes on
+        client(demo).predict(*chat_args("x", history=[{"role": "user", "content": 42}]), api_name="/chat")
+    assert alive(demo)
+
+
 def test_hostile_twenty_concurrent_requests(chat_app):
     demo, _ = chat_app
     c = client(demo)
