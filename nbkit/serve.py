@@ -86,8 +86,6 @@ class ServeConfig:
 
 # --------------------------------------------------------------------------------------------------- input caps
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
-
 
 def auto_threads(app: str, concurrency: int, cores: int | None = None) -> int:
     """Torch threads so that all streams that may run at once share the cores without oversubscribing them.
@@ -102,6 +100,9 @@ def auto_threads(app: str, concurrency: int, cores: int | None = None) -> int:
     )
     streams = concurrency * (2 if app == "compare" else 1)
     return max(1, cores // max(1, streams))
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
 def clean_text(text) -> str:

@@ -146,6 +146,13 @@ def test_fit_history_drops_oldest_turns(tiny):
         fit_history(tok, [{"role": "user", "content": "word " * 50}], max_new_tokens=8, limit=20)
 
 
+def test_auto_threads_never_oversubscribes():
+    assert serve.auto_threads("chat", 2, cores=2) == 1
+    assert serve.auto_threads("compare", 2, cores=8) == 2
+    assert serve.auto_threads("chat", 1, cores=8) == 8
+    assert serve.auto_threads("compare", 4, cores=2) == 1
+
+
 def test_auth_and_share_policy():
     assert parse_auth("u:p:q") == ("u", "p:q")
     assert parse_auth(None) is None
