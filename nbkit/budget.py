@@ -17,9 +17,10 @@ The pieces here:
 - `claim_*`: the paper's claims checked against a results table, as "AGREES" / "DEPARTS: ..." lines.
 
 Simplifications against the paper (7-8B models, budgets of 100-20k examples, GPUs): a 135M model, budgets of tens
-to hundreds of examples, 1-2 digit addition with a direct answer (GSM8K-format in the gpu profile); the rejected
+to hundreds of examples, two-digit addition answered directly (GSM8K-format in the gpu profile); the rejected
 answers are drawn once from the *base* model and shared by every cell (the paper uses fixed preference data too),
-so for cells that first do SFT they are slightly off-policy; one seed per cell.
+so for cells that first do SFT they are slightly off-policy; one seed per cell; full DPO by default (LoRA DPO was
+up to 2x faster per step here but learned far less in the few steps a laptop budget allows).
 
 Run it:
     nbkit budget --config configs/budget_cpu.yaml           # the notebook's sweep as a script
@@ -29,6 +30,7 @@ Run it:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import hashlib
 import json
@@ -236,38 +238,30 @@ def preference_pairs(task, examples: list, rejected: list[list[str]], rationale:
     return rows
 
 
+def _turn(x, role: str) -> list[dict]:
+    return [{"role": role, "content": x}] if isinstance(x, str) else x
+
+
 def load_pairs(source: str | Path) -> list[dict]:
-    """Preference pairs from a jsonl/json file with prompt, chosen, rejected (strings or chat messages)."""
+    """Preference pairs from a jsonl file with prompt, chosen, rejected (strings or chat messages)."""
     path = Path(source).expanduser()
     if not path.exists():
         raise BudgetError(f"pairs file {path} does not exist")
-    text = path.read_text()
-    rows = (
-        json.loads(text)
-        if path.suffix == ".json"
-        else [json.loads(line) for line in text.splitlines() if line.strip()]
-    )
-    out = []
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     for i, r in enumerate(rows):
-        missing = {"prompt", "chosen", "rejected"} - set(r)
-        if missing:
+        if missing := {"prompt", "chosen", "rejected"} - set(r):
             raise BudgetError(
                 f"{path} row {i} lacks {sorted(missing)}; each row needs prompt, chosen, rejected"
             )
-        out.append(
-            {
-                "prompt": [{"role": "user", "content": r["prompt"]}]
-                if isinstance(r["prompt"], str)
-                else r["prompt"],
-                **{
-                    k: [{"role": "assistant", "content": r[k]}] if isinstance(r[k], str) else r[k]
-                    for k in ("chosen", "rejected")
-                },
-            }
-        )
-    if not out:
+    if not rows:
         raise BudgetError(f"{path} holds no preference pairs")
-    return out
+    return [
+        {
+            "prompt": _turn(r["prompt"], "user"),
+            **{k: _turn(r[k], "assistant") for k in ("chosen", "rejected")},
+        }
+        for r in rows
+    ]
 
 
 def _target(task, ex, rationale: bool) -> str:
@@ -433,6 +427,26 @@ def _load(source: str):
     return load(str(path.resolve()) if path.is_dir() else source, dtype="float32")
 
 
+@contextlib.contextmanager
+def _quiet_loaders():
+    """Hide the per-run bars of weight loading and dataset tokenizing (dozens per sweep); keep the training,
+    sampling and sweep bars."""
+    import datasets
+    import transformers
+
+    tf, ds = transformers.utils.logging, datasets.utils.logging
+    was = tf.is_progress_bar_enabled(), ds.is_progress_bar_enabled()
+    tf.disable_progress_bar()
+    ds.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was[0]:
+            tf.enable_progress_bar()
+        if was[1]:
+            ds.enable_progress_bar()
+
+
 class Sweep:
     """One sweep over (budget x SFT fraction). Building it plans and checks the grid (bad input fails here, before
     anything runs); `.pairs` draws the rejected answers once (cached as a registry run); `.run()` trains and
@@ -564,10 +578,14 @@ class Sweep:
 
     def run(self, progress: bool = True):
         """Every cell, in budget-major order; returns the tidy table (pandas), one row per cell."""
+        start = time.perf_counter()
+        with _quiet_loaders():
+            return self._run(progress, start)
+
+    def _run(self, progress: bool, start: float):
         import pandas as pd
         from tqdm.auto import tqdm
 
-        start = time.perf_counter()
         self.pairs  # noqa: B018 - draw (or fetch) the pairs before training anything: it may fail on bad input
         base = self.base_run()
         rows = []
