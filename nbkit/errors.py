@@ -8,3 +8,7 @@ class NbkitError(Exception):
 
 class ConfigError(NbkitError, ValueError):
     """An experiment config that cannot work (e.g. zero problems, a fraction outside [0, 1])."""
+
+
+class ServeError(NbkitError):
+    """A request the app server refuses (unknown model, input too long, ...); the message says what to change."""

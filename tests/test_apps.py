@@ -26,13 +26,11 @@ from nbkit.serve import (
     build_app,
     check_prompt,
     clean_text,
-    fit_history,
     launch,
     parse_auth,
     share_credentials,
-    stream_generate,
-    stream_many,
 )
+from nbkit.streaming import fit_history, stream_generate, stream_many
 
 AUTH = ("alice", "s3cret")
 
