@@ -27,6 +27,7 @@ the sampling policy, where the clipped surrogate's gradient equals the plain pol
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass, field
 
 import torch
@@ -224,9 +225,7 @@ class Probe:
         row[f"{prefix}prompt_std"] = s["std"]
         row[f"{prefix}seconds"] = self.seconds
         row[f"{prefix}questions"] = self.questions
-        row[f"{prefix}first_samples"] = [
-            group[0] for group in self.texts
-        ]  # one completion per prompt, to read
+        row[f"{prefix}first_samples"] = [group[0] for group in self.texts]  # one completion per prompt
         return row
 
 
@@ -241,6 +240,7 @@ def probe(
     seed: int = 0,
     batch_size: int = 64,
     reward=None,
+    system: str | None = None,
     progress: bool = True,
 ) -> Probe:
     """Sample k completions per example under the current policy and score them with `reward` (TRL signature;
@@ -249,7 +249,7 @@ def probe(
 
     if k < 2:
         raise ValueError(f"probe needs k >= 2 samples per prompt to measure a std, got k={k}")
-    chats = [task.chat(ex) for ex in examples]
+    chats = [task.chat(ex, system=system) for ex in examples]
     was_training = model.training
     model.eval()
     try:
@@ -338,21 +338,39 @@ class ProbeCallback(TrainerCallback):
     logging scalars and per-prompt lists to a registry run; at the start it can also measure per-prompt gradient
     norms on the first `grad_prompts` prompts."""
 
-    def __init__(self, run, tokenizer, task, examples, k, max_new_tokens, every, grad_prompts=0, **probe_kw):
+    def __init__(
+        self,
+        run,
+        tokenizer,
+        task,
+        examples,
+        k,
+        max_new_tokens,
+        every,
+        grad_prompts=0,
+        scale="group",
+        **probe_kw,
+    ):
         self.run, self.tokenizer, self.task, self.examples = run, tokenizer, task, examples
         self.k, self.max_new_tokens, self.every, self.grad_prompts = k, max_new_tokens, every, grad_prompts
+        self.scale = scale
         self.probe_kw = probe_kw
         self.history: list[tuple[int, Probe]] = []
+        self.seconds = 0.0  # time spent probing and measuring gradients
 
     def _probe(self, model, step: int, grads: bool = False) -> None:
+        start = time.perf_counter()
         p = probe(
             model, self.tokenizer, self.task, self.examples, self.k, self.max_new_tokens, **self.probe_kw
         )
         row = p.log_row()
         if grads and self.grad_prompts:
-            row["probe/grad_norm"] = prompt_gradient_norms(model, p, self.grad_prompts)
+            row["probe/grad_norm"] = prompt_gradient_norms(
+                model, p, self.grad_prompts, self.scale, progress=self.probe_kw.get("progress", True)
+            )
             row["probe/grad_norm_std"] = p.stats["std"][: len(row["probe/grad_norm"])]
         self.history.append((step, p))
+        self.seconds += time.perf_counter() - start
         if self.run is not None:
             self.run.log(row, step=step)
 
@@ -372,21 +390,21 @@ class ProbeCallback(TrainerCallback):
 
 
 def run_tables(run):
-    """(train, probes) DataFrames from a finished RFT run in the registry, indexed by step.
+    """(train, probes, groups) DataFrames from a finished RFT run in the registry, each indexed by step.
 
     train: one row per RFT step with TRL's scalars (reward, reward_std, frac_reward_zero_std, grad_norm, ...) and
     ours (frac_reward_zero_std_all_right / _all_wrong, filter/...). probes: one row per probe with the scalars and the
-    per-prompt lists probe/prompt_mean, probe/prompt_std (and probe/grad_norm at step 0).
+    per-prompt lists probe/prompt_mean, probe/prompt_std (and probe/grad_norm at step 0). groups: one row per step
+    with the per-prompt lists groups/prompt_mean, groups/prompt_std of the groups GRPO generated at that step.
     """
     import pandas as pd
 
     rows = run.metrics()
-    train = pd.DataFrame([r for r in rows if "reward_std" in r])
-    probes = pd.DataFrame([r for r in rows if "probe/prompt_std" in r])
-    return (
-        train.set_index("step") if not train.empty else train,
-        probes.set_index("step") if not probes.empty else probes,
-    )
+    frames = [
+        pd.DataFrame([r for r in rows if key in r])
+        for key in ("reward_std", "probe/prompt_std", "groups/prompt_std")
+    ]
+    return tuple(f.set_index("step") if not f.empty else f for f in frames)
 
 
 def verdict(agrees: bool, detail: str) -> str:

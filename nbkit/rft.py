@@ -63,11 +63,17 @@ class RftConfig:
     group_size: int = field(default=4, metadata={"help": "completions sampled per prompt (GRPO's group, k)"})
     lr: float = field(default=3e-5, metadata={"help": "RFT learning rate"})
     max_completion_length: int = field(default=8, metadata={"help": "max new tokens per completion"})
+    system: str | None = field(
+        default=None, metadata={"help": "system prompt for every chat (None: the chat template's default)"}
+    )
     temperature: float = field(default=1.0, metadata={"help": "sampling temperature in RFT and probes"})
     scale_rewards: str = field(
         default="group", metadata={"help": "advantage scaling: 'group', 'batch', 'none'"}
     )
-    lora: bool = field(default=False, metadata={"help": "train LoRA adapters instead of all weights"})
+    lora: bool = field(
+        default=False,
+        metadata={"help": "RFT trains LoRA adapters instead of all weights (warm-start: always full)"},
+    )
     warmstart_fraction: float = field(
         default=0.0, metadata={"help": "share of the RFT inputs used for an SFT warm-start (0 = none)"}
     )
@@ -83,7 +89,8 @@ class RftConfig:
     max_resample: int = field(default=4, metadata={"help": "resample: max extra generation rounds per step"})
     probe_k: int = field(default=8, metadata={"help": "samples per probe prompt"})
     probe_every: int = field(
-        default=15, metadata={"help": "probe every N steps (also at the start and the end)"}
+        default=0,
+        metadata={"help": "also probe every N steps during training (0: only at the start and the end)"},
     )
     grad_prompts: int = field(default=8, metadata={"help": "probe prompts whose gradient norm is measured"})
     name: str = field(
@@ -136,11 +143,16 @@ class RftConfig:
         if name == "smoke":
             return cls(
                 model="tiny", n_train=16, n_probe=4, steps=2, batch_size=8, group_size=4, lr=1e-4,
-                max_completion_length=6, probe_k=4, probe_every=2, grad_prompts=2, warmstart_steps=2,
+                max_completion_length=6, probe_k=4, grad_prompts=2, warmstart_steps=2,
                 max_resample=1,
             )  # fmt: skip
         if name == "cpu":
-            return cls()
+            # sized for about 15 minutes on a 2-core laptop: a short system prompt (30 prompt tokens, not 40),
+            # answers cut at 6 tokens ("Answer: 132"), probes at the start and the end only
+            return cls(
+                system="You are a helpful assistant.", max_completion_length=6, steps=20, n_probe=12, probe_k=6,
+                grad_prompts=6,
+            )  # fmt: skip
         if name == "gpu":
             return cls(
                 model="qwen2.5-0.5b", digits=[2, 3], n_train=2000, n_probe=64, steps=200, batch_size=64,
@@ -340,10 +352,18 @@ def make_task(cfg: RftConfig):
     return get_task("gsm8k", source=cfg.data, config=cfg.data_config)
 
 
+def rl_records(task, examples, cfg: RftConfig) -> list[dict]:
+    """GRPO rows (prompt as chat, plus the columns the reward reads), with the config's system prompt."""
+    return [{**task.rl_record(ex), "prompt": task.chat(ex, system=cfg.system)} for ex in examples]
+
+
 def warmstart_records(task, examples, cfg: RftConfig) -> list[dict]:
-    """SFT rows for the first `warmstart_fraction` of the RFT inputs (at least one)."""
+    """SFT rows for the first `warmstart_fraction` of the RFT inputs (at least one), same prompts as the RFT."""
     n = max(1, round(cfg.warmstart_fraction * len(examples)))
-    return [task.sft_record(ex, rationale=None if cfg.rationale else "") for ex in examples[:n]]
+    rationale = None if cfg.rationale else ""  # "": the answer line only, e.g. "Answer: 132"
+    return [
+        {**task.sft_record(ex, rationale), "prompt": task.chat(ex, system=cfg.system)} for ex in examples[:n]
+    ]
 
 
 def base_run(registry, model: str) -> str:
@@ -378,29 +398,35 @@ def run_rft(cfg: RftConfig, registry=None, progress: bool = True):
 
     if cfg.warmstart_fraction > 0:
         ws_name = f"{cfg.name}-warmstart"
-        if reg.exists(ws_name) and reg.get(ws_name).checkpoint:
+        if reg.exists(
+            ws_name
+        ):  # finished earlier (e.g. the RFT after it was interrupted): reuse its checkpoint
             model, tok = reg.load(ws_name, dtype="float32")
         else:
             records = warmstart_records(task, train, cfg)
-            ws_cfg = {"model": cfg.model, "examples": len(records), "share": len(records) / len(train),
+            share = len(records) / len(train)
+            ws_cfg = {"base_model": cfg.model, "examples": len(records), "share": share,
                       "steps": cfg.warmstart_steps, "lr": cfg.warmstart_lr}  # fmt: skip
             with reg.create(ws_name, "sft", ws_cfg, parent) if main else nullcontext() as ws_run:
+                start = time.perf_counter()
                 trainer = sft(model, tok, records, steps=cfg.warmstart_steps, lr=cfg.warmstart_lr,
                               batch_size=min(8, len(records)), run=ws_run, seed=cfg.seed)  # fmt: skip
                 model = trainer.model
                 if ws_run is not None:
                     ws_run.save_model(model, tok)
-                    ws_run.set_summary(examples=len(records), share=len(records) / len(train))
+                    ws_run.set_summary(
+                        examples=len(records), share=share, seconds=time.perf_counter() - start
+                    )
         parent = ws_name
 
     reward = checked_reward(task.reward, name=f"{task.name}_correct")
     with reg.create(cfg.name, "rft", dataclasses.asdict(cfg), parent) if main else nullcontext() as run:
         probe_cb = ProbeCallback(
             run, tok, task, probes, cfg.probe_k, cfg.max_completion_length, cfg.probe_every,
-            grad_prompts=cfg.grad_prompts, temperature=cfg.temperature, seed=cfg.seed, reward=reward,
-            progress=progress,
+            grad_prompts=cfg.grad_prompts, scale=cfg.scale_rewards, temperature=cfg.temperature, seed=cfg.seed,
+            reward=reward, system=cfg.system, progress=progress,
         )  # fmt: skip
-        records = [task.rl_record(ex) for ex in train]
+        records = rl_records(task, train, cfg)
         trainer = make_trainer(model, tok, cfg, records, [reward], run=run, callbacks=[probe_cb])
         start = time.perf_counter()
         trainer.train()
@@ -414,7 +440,8 @@ def run_rft(cfg: RftConfig, registry=None, progress: bool = True):
 
 def summarize(trainer, probe_cb, seconds: float, cfg: RftConfig) -> dict:
     """Scalars for the registry summary: probe stats at the start and the end, TRL's last rewards, timing."""
-    out = {"seconds": round(seconds, 1), "seconds_per_step": round(seconds / max(1, cfg.steps), 2)}
+    train_seconds = seconds - probe_cb.seconds
+    out = {"seconds": round(seconds, 1), "seconds_per_step": round(train_seconds / max(1, cfg.steps), 2)}
     if probe_cb.history:
         for tag, (_, p) in (("start", probe_cb.history[0]), ("end", probe_cb.history[-1])):
             s = p.stats
@@ -422,7 +449,9 @@ def summarize(trainer, probe_cb, seconds: float, cfg: RftConfig) -> dict:
             out[f"probe_zero_std_{tag}"] = s["frac_zero_std"]
             out[f"probe_all_wrong_{tag}"] = s["frac_all_wrong"]
             out[f"probe_all_right_{tag}"] = s["frac_all_right"]
-        out["probe_seconds"] = round(sum(p.seconds for _, p in probe_cb.history), 1)
+        out["probe_seconds"] = round(
+            probe_cb.seconds, 1
+        )  # probes and gradient norms, not in seconds_per_step
     rewards = [h["reward"] for h in trainer.state.log_history if "reward" in h]
     if rewards:
         out["train_reward_first5"] = sum(rewards[:5]) / len(rewards[:5])

@@ -27,6 +27,7 @@ from nbkit.diagnostics import (
     probe,
     prompt_gradient_norm,
     prompt_gradient_norms,
+    run_tables,
 )
 from nbkit.errors import ConfigError, NbkitError
 from nbkit.rft import RftConfig, make_trainer, run_rft, take_groups
@@ -415,6 +416,11 @@ def test_pipeline_with_warmstart_and_reuse(tmp_path):
     for key in ("probe_reward_start", "probe_zero_std_end", "seconds_per_step", "train_reward_last5"):
         assert key in run.summary
     assert run_rft(cfg, reg).created == run.created  # a finished run is reused, not retrained
+    train, probes, groups = run_tables(run)
+    assert list(train.index) == [1] and "frac_reward_zero_std_all_wrong" in train
+    assert list(probes.index) == [0, 1] and len(probes.iloc[0]["probe/prompt_std"]) == 2
+    assert len(probes.iloc[0]["probe/grad_norm"]) == 1 and "probe/grad_norm" not in probes.iloc[1].dropna()
+    assert len(groups.loc[1, "groups/prompt_std"]) == 2  # 8 completions = 2 prompts of 4
 
 
 def test_cli_on_gsm8k_fixture(tmp_path, capsys):
