@@ -34,6 +34,7 @@ model itself (no checkpoint of its own). A rerun continues after the last regist
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import dataclasses
 import json
@@ -47,59 +48,61 @@ from nbkit.errors import ConfigError, NbkitError
 RESUMABLE_CHANGES = {"iterations", "sample_batch_size", "verbose"}
 
 
+# What each profile changes from the paper's defaults (the gpu profile keeps them). cpu: measured on 2 cores.
+# fmt: off
+PROFILE_SIZES = {
+    "smoke": dict(iterations=2, problems_per_iteration=12, seed_examples=8, step_scale=0.05, batch_size=4,
+                  max_new_tokens=8, test_problems=6, primer_epochs=1.0, lr=1e-3, primer_lr=1e-3, verbose=False),
+    "cpu": dict(iterations=3, problems_per_iteration=144, seed_examples=64, batch_size=4, lr=1e-4,
+                primer_lr=1e-4, max_new_tokens=120, test_problems=120),
+}
+# fmt: on
+
+
+def _opt(default, help: str):
+    """A config field with its help text (shown by `nbkit star --help`); dict defaults are copied per instance."""
+    if isinstance(default, dict):
+        return field(default_factory=lambda: copy.deepcopy(default), metadata={"help": help})
+    return field(default=default, metadata={"help": help})
+
+
 @dataclass
 class StarConfig:
-    name: str = field(default="star", metadata={"help": "runs are named <profile>-<name>-iter<i>"})
-    profile: str = field(
-        default="gpu", metadata={"help": "smoke | cpu | gpu: a run-name prefix and the sizes"}
+    """The loop's knobs. Defaults are the paper's (GPT-J on a TPU); `for_profile` scales them to a machine."""
+
+    name: str = _opt("star", "runs are named <profile>-<name>-iter<i>")
+    profile: str = _opt("gpu", "smoke | cpu | gpu: the sizes, and the run-name prefix")
+    model: str = _opt("qwen2.5-0.5b", "short name, hub id or checkpoint directory")
+    task: str = _opt("arithmetic", "arithmetic | gsm8k | multiple_choice")
+    task_args: dict = _opt({"digits": [1, 2, 3]}, "task keyword arguments, e.g. {source: file.jsonl}")
+    iterations: int = _opt(16, "outer loops (the paper's arithmetic runs 16)")
+    problems_per_iteration: int = _opt(10_000, "the train set; every iteration tries all of it (paper: 10k)")
+    rationalization: bool = _opt(True, "retry failures with the correct answer as a hint")
+    restart_from_base: bool = _opt(True, "fine-tune the seed model every iteration (paper), else the latest")
+    first_steps: int = _opt(40, "optimizer steps in iteration 1 (paper: 40)")
+    step_growth: float = _opt(0.2, "the step count grows by this share per iteration (paper: 20%)")
+    step_scale: float = _opt(1.0, "multiplies the whole step schedule")
+    batch_size: int = _opt(8, "SFT batch size (paper: 8)")
+    lr: float = _opt(1e-5, "SFT learning rate (paper: 1e-6 for GPT-J 6B)")
+    temperature: float = _opt(0.0, "rationale sampling temperature (paper: ~0, greedy)")
+    samples_per_problem: int = _opt(1, "rationales sampled per problem (paper: 1)")
+    max_new_tokens: int = _opt(128, "rationale length limit, in tokens")
+    seed: str = _opt("primer", "primer (SFT on seed rationales, small models) | fewshot (the paper's prompt)")
+    seed_examples: int = _opt(64, "rationale examples in the primer or the prompt")
+    seed_task_args: dict | None = _opt({"digits": [1, 2]}, "arithmetic: task arguments of the (easy) seeds")
+    seed_rationales: str | list | None = _opt(None, "jsonl file or list: task rows plus 'rationale' (seeds)")
+    primer_hints: float = _opt(
+        0.5,
+        "share of seeds the primer also sees with the answer as a hint (as the "
+        "paper's rationalization prompt shows it), so that rationalization works",
     )
-    model: str = field(
-        default="qwen2.5-0.5b", metadata={"help": "short name, hub id or checkpoint directory"}
-    )
-    task: str = field(default="arithmetic", metadata={"help": "arithmetic | gsm8k | multiple_choice"})
-    task_args: dict = field(
-        default_factory=lambda: {"digits": [1, 2, 3]},
-        metadata={"help": "keyword arguments of the task, e.g. {source: file.jsonl} for gsm8k"},
-    )
-    iterations: int = field(default=16, metadata={"help": "outer loops (the paper's arithmetic runs 16)"})
-    problems_per_iteration: int = field(
-        default=10_000,
-        metadata={"help": "size of the train set; every iteration tries all of it (paper: 10k)"},
-    )
-    rationalization: bool = field(default=True, metadata={"help": "retry failures with the answer as a hint"})
-    restart_from_base: bool = field(
-        default=True, metadata={"help": "fine-tune the seed model each iteration (paper) or the latest one"}
-    )
-    first_steps: int = field(default=40, metadata={"help": "optimizer steps in iteration 1 (paper: 40)"})
-    step_growth: float = field(default=0.2, metadata={"help": "step count grows by this share per iteration"})
-    step_scale: float = field(default=1.0, metadata={"help": "multiplies the paper's schedule (profiles)"})
-    batch_size: int = field(default=8, metadata={"help": "SFT batch size (paper: 8)"})
-    lr: float = field(default=1e-5, metadata={"help": "SFT learning rate (paper: 1e-6 for GPT-J 6B)"})
-    temperature: float = field(default=0.0, metadata={"help": "rationale sampling temperature; 0 = greedy"})
-    samples_per_problem: int = field(default=1, metadata={"help": "k rationales per problem (paper: 1)"})
-    max_new_tokens: int = field(default=128, metadata={"help": "rationale length limit"})
-    seed: str = field(
-        default="primer", metadata={"help": "primer (SFT on seed rationales) | fewshot (prompt)"}
-    )
-    seed_examples: int = field(default=64, metadata={"help": "rationale examples for the primer or prompt"})
-    seed_task_args: dict | None = field(
-        default_factory=lambda: {"digits": [1, 2]},
-        metadata={"help": "task arguments for the seed examples (easy problems); None: same as task_args"},
-    )
-    seed_rationales: str | list | None = field(
-        default=None,
-        metadata={
-            "help": "jsonl file (or list) of rows in the task's format plus 'rationale', for tasks "
-            "without gold rationales (multiple choice)"
-        },
-    )
-    primer_epochs: float = field(default=3.0, metadata={"help": "epochs of the primer SFT"})
-    primer_lr: float = field(default=5e-5, metadata={"help": "learning rate of the primer SFT"})
-    primer: str | None = field(default=None, metadata={"help": "reuse this registered primer run"})
-    test_problems: int = field(default=300, metadata={"help": "held-out problems evaluated every iteration"})
-    sample_batch_size: int = field(default=64, metadata={"help": "completions per generate() call"})
-    rng_seed: int = field(default=0, metadata={"help": "seeds problem draws, sampling and training"})
-    verbose: bool = field(default=True, metadata={"help": "print one line per stage"})
+    primer_epochs: float = _opt(3.0, "epochs of the primer SFT")
+    primer_lr: float = _opt(5e-5, "learning rate of the primer SFT")
+    primer: str | None = _opt(None, "start from this registered primer run instead of training one")
+    test_problems: int = _opt(300, "held-out problems evaluated every iteration")
+    sample_batch_size: int = _opt(64, "completions per generate() call")
+    rng_seed: int = _opt(0, "seeds problem draws, sampling and training")
+    verbose: bool = _opt(True, "print one line per stage, and progress bars")
 
     @classmethod
     def for_profile(cls, name: str) -> StarConfig:
@@ -108,37 +111,7 @@ class StarConfig:
 
         if name not in PROFILES:
             raise ConfigError(f"unknown profile {name!r}; choose one of {', '.join(PROFILES)}")
-        model = PROFILES[name].model
-        if name == "smoke":
-            return cls(
-                profile=name,
-                model=model,
-                iterations=2,
-                problems_per_iteration=12,
-                seed_examples=8,
-                step_scale=0.05,
-                batch_size=4,
-                max_new_tokens=8,
-                test_problems=6,
-                primer_epochs=1.0,
-                lr=1e-3,
-                primer_lr=1e-3,
-                verbose=False,
-            )
-        if name == "cpu":
-            return cls(
-                profile=name,
-                model=model,
-                iterations=3,
-                problems_per_iteration=192,
-                seed_examples=64,
-                step_scale=1.0,
-                batch_size=8,
-                lr=5e-5,
-                max_new_tokens=120,
-                test_problems=150,
-            )
-        return cls(profile=name, model=model)
+        return cls(profile=name, model=PROFILES[name].model, **PROFILE_SIZES.get(name, {}))
 
     def steps(self, iteration: int) -> int:
         return step_schedule(iteration, self.first_steps, self.step_growth, self.step_scale)
@@ -209,33 +182,33 @@ def validate(cfg: StarConfig) -> None:
     """Fail at once, with one line, on a config that cannot work."""
     from nbkit.tasks import TASKS
 
-    checks = [
-        (cfg.task in TASKS, f"unknown task {cfg.task!r}; known tasks: {', '.join(TASKS)}"),
-        (
-            cfg.problems_per_iteration >= 1,
-            f"problems_per_iteration must be >= 1 (got {cfg.problems_per_iteration}): STaR needs problems to try",
-        ),
-        (cfg.seed in {"primer", "fewshot"}, f"seed must be 'primer' or 'fewshot', got {cfg.seed!r}"),
-        (
-            cfg.seed_examples >= 1,
-            f"seed_examples must be >= 1 (got {cfg.seed_examples}): the loop needs a few rationale examples",
-        ),
-        (cfg.iterations >= 1, f"iterations must be >= 1, got {cfg.iterations}"),
-        (cfg.samples_per_problem >= 1, f"samples_per_problem must be >= 1, got {cfg.samples_per_problem}"),
-        (cfg.temperature >= 0, f"temperature must be >= 0, got {cfg.temperature}"),
-        (
-            cfg.first_steps >= 1 and cfg.step_scale > 0 and cfg.step_growth >= 0,
-            "first_steps must be >= 1, step_scale > 0 and step_growth >= 0",
-        ),
-        (cfg.lr > 0 and cfg.primer_lr > 0, "lr and primer_lr must be > 0"),
-        (cfg.batch_size >= 1 and cfg.sample_batch_size >= 1, "batch_size and sample_batch_size must be >= 1"),
-        (cfg.test_problems >= 1, f"test_problems must be >= 1, got {cfg.test_problems}"),
-        (cfg.max_new_tokens >= 1, f"max_new_tokens must be >= 1, got {cfg.max_new_tokens}"),
-        (bool(cfg.name) and "/" not in cfg.name, f"name must be a plain word, got {cfg.name!r}"),
-    ]
-    for ok, message in checks:
+    def need(ok: bool, message: str) -> None:
         if not ok:
             raise ConfigError(message)
+
+    need(cfg.task in TASKS, f"unknown task {cfg.task!r}; known tasks: {', '.join(TASKS)}")
+    need(
+        cfg.problems_per_iteration >= 1,
+        f"problems_per_iteration must be >= 1 (got {cfg.problems_per_iteration})",
+    )
+    need(cfg.seed in {"primer", "fewshot"}, f"seed must be 'primer' or 'fewshot', got {cfg.seed!r}")
+    need(
+        cfg.seed_examples >= 1, f"seed_examples must be >= 1 (got {cfg.seed_examples}): the loop needs a few"
+    )
+    need(cfg.iterations >= 1, f"iterations must be >= 1, got {cfg.iterations}")
+    need(cfg.samples_per_problem >= 1, f"samples_per_problem must be >= 1, got {cfg.samples_per_problem}")
+    need(cfg.temperature >= 0, f"temperature must be >= 0, got {cfg.temperature}")
+    need(
+        cfg.first_steps >= 1 and cfg.step_scale > 0 and cfg.step_growth >= 0,
+        "first_steps must be >= 1, "
+        f"step_scale > 0, step_growth >= 0; got {cfg.first_steps}, {cfg.step_scale}, {cfg.step_growth}",
+    )
+    need(cfg.lr > 0 and cfg.primer_lr > 0, f"lr and primer_lr must be > 0, got {cfg.lr}, {cfg.primer_lr}")
+    need(
+        min(cfg.batch_size, cfg.sample_batch_size, cfg.test_problems, cfg.max_new_tokens) >= 1,
+        "batch_size, sample_batch_size, test_problems and max_new_tokens must be >= 1",
+    )
+    need(bool(cfg.name) and "/" not in cfg.name, f"name must be a plain word, got {cfg.name!r}")
 
 
 def build_task(cfg: StarConfig, seed_side: bool = False):
@@ -284,9 +257,22 @@ def seed_examples(cfg: StarConfig, task) -> list:
     return out
 
 
+def primer_records(task, seeds: list, hints: float = 0.5) -> list[dict]:
+    """SFT rows for the primer: every seed example, then a `hints` share of them again with the answer as a hint.
+
+    Example: 4 seeds, hints=0.5 -> 6 rows; rows 4 and 5 repeat seeds 0 and 2 with "(Hint: the answer is N.)".
+    The hinted ones are spread over the seeds (which come sorted by difficulty), so every difficulty gets some.
+    """
+    n = round(len(seeds) * hints)
+    hinted = [seeds[int(i * len(seeds) / n)] for i in range(n)] if n else []
+    return [task.sft_record(ex) for ex in seeds] + [
+        dict(task.sft_record(ex), prompt=task.chat(ex, hint=ex.answer)) for ex in hinted
+    ]
+
+
 def train_problems(cfg: StarConfig, task, seeds: list) -> list:
-    """The fixed train set every iteration goes over, without the seed examples' questions."""
-    taken = {ex.question for ex in seeds}
+    """The fixed train set every iteration goes over (without the seed questions, for loaded datasets)."""
+    taken = {ex.question for ex in seeds} if cfg.task != "arithmetic" else set()  # arithmetic: pools are tiny
     pool = task.train(
         cfg.problems_per_iteration + (0 if cfg.task == "arithmetic" else len(seeds)), salt="star-train"
     )
@@ -317,16 +303,16 @@ def held_out(task, n: int) -> list:
 # ------------------------------------------------------------------------------------------ distributed glue
 
 
-def _dist():
-    """(rank, world size). Under `accelerate launch` this also initializes the process group."""
+def _dist() -> tuple[int, int, str]:
+    """(rank, world size, device). Under `accelerate launch` this also initializes the process group."""
     import os
 
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
-        return 0, 1
+        return 0, 1, "auto"
     from accelerate import PartialState
 
     state = PartialState()
-    return state.process_index, state.num_processes
+    return state.process_index, state.num_processes, str(state.device)
 
 
 def _gather(items: list, world: int) -> list:
@@ -355,6 +341,9 @@ class StarResult:
     seed_run: str  # the primer (or base) every iteration restarts from
     stopped: str | None = None  # why the loop ended early, if it did
     registry_root: str = ""
+    primer: dict = field(
+        default_factory=dict
+    )  # the primer run's summary (examples, seconds), if there is one
 
     def frame(self):
         """One row per iteration: data used, accuracy overall and per difficulty, seconds."""
@@ -377,20 +366,34 @@ class StarResult:
     def before_after(self, difficulty: int | None = None, n: int = 3) -> list[dict]:
         """Held-out questions side by side: the seed model's completion and the last iteration's."""
         first, last = self.eval_rows(0), self.eval_rows(len(self.runs) - 1)
+        keys = ("question", "answer", "before", "before_correct", "after", "after_correct")
         pairs = [
-            {
-                "question": a["question"],
-                "answer": a["answer"],
-                "before": a["completion"],
-                "before_correct": a["correct"],
-                "after": b["completion"],
-                "after_correct": b["correct"],
-            }
+            dict(
+                zip(
+                    keys,
+                    (
+                        a["question"],
+                        a["answer"],
+                        a["completion"],
+                        a["correct"],
+                        b["completion"],
+                        b["correct"],
+                    ),
+                )
+            )
             for a, b in zip(first, last)
             if difficulty is None or a["difficulty"] == difficulty
         ]
         pairs.sort(key=lambda p: (p["before_correct"], not p["after_correct"]))  # fixed ones first
         return pairs[:n]
+
+    def timing(self) -> dict:
+        """Wall-clock seconds of each stage and in all (primer, seed evaluation, iterations), plus CPU seconds."""
+        stages = {"primer": self.primer.get("seconds", 0.0)} | {
+            f"iteration {s['iteration']}": s.get("seconds", 0.0) for s in self.iterations
+        }
+        cpu = self.primer.get("cpu_seconds", 0.0) + sum(s.get("cpu_seconds", 0.0) for s in self.iterations)
+        return {**stages, "total": sum(stages.values()), "total_cpu": cpu}
 
     def say(self) -> str:
         """A short plain-language summary of the run."""
@@ -402,32 +405,20 @@ class StarResult:
         return "\n".join(lines + ([f"stopped early: {self.stopped}"] if self.stopped else []))
 
 
-def plot(result: StarResult, ax=None, title: str | None = None):
+def plot(result: StarResult, ax=None):
     """Held-out accuracy per iteration, one line per difficulty (the paper's arithmetic figure) plus overall."""
     import matplotlib.pyplot as plt
 
-    from nbkit.runs import hardware
+    from nbkit.plots import caption
 
     df = result.frame()
-    if ax is None:
-        _, ax = plt.subplots(figsize=(6.5, 4))
+    ax = ax or plt.subplots(figsize=(6.5, 4))[1]
+    unit = "-digit" if result.config.task == "arithmetic" else " (difficulty)"
     for col in [c for c in df.columns if c.startswith("acc_d")]:
-        ax.plot(
-            df["iteration"],
-            df[col],
-            marker="o",
-            label=f"{col[5:]}-digit" if result.config.task == "arithmetic" else f"difficulty {col[5:]}",
-        )
+        ax.plot(df["iteration"], df[col], marker="o", label=f"{col[5:]}{unit}")
     ax.plot(df["iteration"], df["accuracy"], "k--", marker="s", label="overall")
-    hw = hardware()
-    ax.set(
-        xlabel="STaR iteration (0 = seed model)",
-        ylabel="held-out accuracy",
-        ylim=(-0.03, 1.03),
-        title=title
-        or f"STaR on {result.config.task}, {result.config.profile} profile, "
-        f"{hw.get('gpu') or hw['cpu']} ({hw['threads']} threads)",
-    )
+    ax.set(xlabel="STaR iteration (0 = seed model)", ylabel="held-out accuracy", ylim=(-0.03, 1.03))
+    ax.set_title(f"STaR on {result.config.task}\n{caption(result.config.profile)}", fontsize=9)
     ax.set_xticks(list(df["iteration"]))
     ax.legend(fontsize=8)
     return ax
@@ -447,6 +438,25 @@ def _check_resumable(reg, cfg: StarConfig, name: str) -> None:
         )
 
 
+def _earlier_seed_eval(reg, cfg: StarConfig, seed_run: str) -> dict | None:
+    """The held-out evaluation another loop already made of the same seed model on the same problems, if any
+    (the ablation reuses the main loop's primer: no need to evaluate it twice)."""
+    from nbkit.tasks.base import accuracy_table
+
+    same = ("task", "task_args", "test_problems", "max_new_tokens", "seed", "seed_examples", "rng_seed")
+    mine = dataclasses.asdict(cfg)
+    for run in reg.list():
+        theirs = run.config.get("star", {})
+        if (
+            run.parent == seed_run
+            and run.config.get("iteration") == 0
+            and all(theirs.get(k) == mine[k] for k in same)
+        ):
+            rows = [json.loads(x) for x in (run.path / "eval.jsonl").read_text().splitlines() if x.strip()]
+            return {**accuracy_table(rows), "rows": rows}
+    return None
+
+
 def _write_jsonl(path: Path | None, rows: list[dict]) -> None:
     if path is not None:
         path.write_text("".join(json.dumps(r, default=str) + "\n" for r in rows))
@@ -458,7 +468,7 @@ def run_star(cfg: StarConfig, registry=None) -> StarResult:
 
     validate(cfg)
     say = print if cfg.verbose else (lambda *a, **k: None)
-    rank, world = _dist()
+    rank, world, device = _dist()
     main = rank == 0
     reg = registry or Registry()
     task = build_task(cfg)
@@ -485,34 +495,38 @@ def run_star(cfg: StarConfig, registry=None) -> StarResult:
 
     def model_of(run_name: str):
         if run_name not in held:
-            held[run_name] = _load(
-                cfg.model if run_name == base else reg.get(run_name).model_source, rank, world
-            )
+            held[run_name] = _load(cfg.model if run_name == base else reg.get(run_name).model_source, device)
         return held[run_name]
 
     if not fewshot and not reg.exists(seed_run):
         say(f"[star] primer: SFT on {len(seeds)} seed rationales -> {seed_run}")
         model, tok = model_of(base)
-        records = [task.sft_record(ex) for ex in seeds]
+        records = primer_records(task, seeds, cfg.primer_hints)
         config = {"model": cfg.model, "seed_examples": len(seeds), **star_cfg}
         writer = reg.create(seed_run, kind="star-primer", config=config, parent=base) if main else None
-        with writer or _nullcontext():
-            t0 = time.perf_counter()
+        with writer or contextlib.nullcontext():
+            t0, cpu0 = time.perf_counter(), time.process_time()
             model = _sft(
                 cfg, model, tok, records, None, cfg.primer_lr, writer, epochs=cfg.primer_epochs
             ).model
             if writer:
                 writer.save_model(model, tok)
                 _write_jsonl(writer.path / "rationales.jsonl", records)
-                writer.set_summary(examples=len(records), seconds=time.perf_counter() - t0)
+                writer.set_summary(
+                    examples=len(records),
+                    seconds=time.perf_counter() - t0,
+                    cpu_seconds=time.process_time() - cpu0,
+                )
         held.pop(base)
         held[seed_run] = (model, tok)
         _barrier(world)
 
     # --- iteration 0: the seed model, evaluated ----------------------------------------------------------------
     if not reg.exists(cfg.run_name(0)):
-        t0 = time.perf_counter()
-        ev = _evaluate(cfg, task, *model_of(seed_run), test, chat, rank, world)
+        t0, cpu0 = time.perf_counter(), time.process_time()
+        ev = _earlier_seed_eval(reg, cfg, seed_run) or _evaluate(
+            cfg, task, *model_of(seed_run), test, chat, rank, world
+        )
         say(f"[star] iteration 0 (seed {seed_run}): held-out accuracy {ev['accuracy']:.1%} {_fmt(ev)}")
         if main:
             source = cfg.model if seed_run == base else reg.get(seed_run).model_source
@@ -523,7 +537,12 @@ def run_star(cfg: StarConfig, registry=None) -> StarResult:
                 config={"model": source, "iteration": 0, **star_cfg},
             ) as w:
                 _write_jsonl(w.path / "eval.jsonl", ev["rows"])
-                w.set_summary(iteration=0, **_eval_summary(ev), seconds=time.perf_counter() - t0)
+                w.set_summary(
+                    iteration=0,
+                    **_eval_summary(ev),
+                    seconds=time.perf_counter() - t0,
+                    cpu_seconds=time.process_time() - cpu0,
+                )
         _barrier(world)
     summaries, names = [_summary_of(reg, cfg.run_name(0))], [cfg.run_name(0)]
 
@@ -535,7 +554,7 @@ def run_star(cfg: StarConfig, registry=None) -> StarResult:
             names.append(name)
             current = name
             continue
-        t0 = time.perf_counter()
+        t0, cpu0 = time.perf_counter(), time.process_time()
         model, tok = model_of(current)
         # 1-2: a rationale for every problem from the latest model, kept when its answer is right
         mine = _shard(problems, rank, world)
@@ -557,6 +576,7 @@ def run_star(cfg: StarConfig, registry=None) -> StarResult:
             rationalized, _ = filter_rationales(task, failed, texts, hinted=True)
         kept, rationalized = _gather(kept, world), _gather(rationalized, world)
         stats = iteration_stats(len(problems), len(kept), len(rationalized))
+        stats["kept_by_difficulty"] = _count_by_difficulty([ex for ex, _ in kept + rationalized])
         t_sample = time.perf_counter() - t0
         say(
             f"[star] iteration {i}: {stats['correct']}/{stats['tried']} correct, {stats['rationalized']} "
@@ -580,7 +600,7 @@ def run_star(cfg: StarConfig, registry=None) -> StarResult:
         steps = cfg.steps(i)
         config = {"model": cfg.model, "iteration": i, "steps": steps, **star_cfg}
         writer = reg.create(name, kind="star-iteration", config=config, parent=start) if main else None
-        with writer or _nullcontext():
+        with writer or contextlib.nullcontext():
             t1 = time.perf_counter()
             model = _sft(cfg, student, tok, [_strip(r) for r in records], steps, cfg.lr, writer).model
             t_train = time.perf_counter() - t1
@@ -596,6 +616,8 @@ def run_star(cfg: StarConfig, registry=None) -> StarResult:
                 "seconds_training": t_train,
                 "seconds_eval": time.perf_counter() - t2,
                 "seconds": time.perf_counter() - t0,
+                "cpu_seconds": time.process_time()
+                - cpu0,  # all threads; what the wall time would be on an idle core
                 "examples": {
                     "direct": [_show(task, ex, r) for ex, r in kept[:2]],
                     "rationalized": [_show(task, ex, r) for ex, r in rationalized[:2]],
@@ -618,32 +640,25 @@ def run_star(cfg: StarConfig, registry=None) -> StarResult:
             held.pop(current, None)
         held[name] = (model, tok)
         current = name
-        summaries.append(
-            json.loads(json.dumps(summary, default=str)) | {"by_difficulty": ev["by_difficulty"]}
-        )
+        summaries.append(_int_keys(json.loads(json.dumps(summary, default=str))))
         names.append(name)
-    return StarResult(cfg, summaries, names, seed_run, stopped, str(reg.root))
+    primer = reg.get(seed_run).summary if seed_run == cfg.run_name("primer") and reg.exists(seed_run) else {}
+    return StarResult(cfg, summaries, names, seed_run, stopped, str(reg.root), primer)
 
 
 # -------------------------------------------------------------------------------------------- small helpers
 
 
-class _nullcontext:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc):
-        return False
-
-
-def _cuda() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
-
-
 def _fmt(ev: dict) -> str:
     return "(" + ", ".join(f"d{d}: {a:.0%}" for d, a in ev["by_difficulty"].items()) + ")"
+
+
+def _count_by_difficulty(examples: list) -> dict:
+    """Example: examples of difficulty [1, 3, 3] -> {1: 1, 3: 2}"""
+    out: dict = {}
+    for ex in examples:
+        out[ex.difficulty] = out.get(ex.difficulty, 0) + 1
+    return dict(sorted(out.items()))
 
 
 def _show(task, ex, rationale: str) -> dict:
@@ -660,15 +675,21 @@ def _eval_summary(ev: dict) -> dict:
 
 
 def _summary_of(reg, name: str) -> dict:
-    s = dict(reg.get(name).summary)
-    s["by_difficulty"] = {int(k) if str(k).isdigit() else k: v for k, v in s.get("by_difficulty", {}).items()}
-    return s
+    """A registered iteration's summary, with its difficulty keys back to ints (JSON made them strings)."""
+    return _int_keys(dict(reg.get(name).summary))
 
 
-def _load(source: str, rank: int, world: int):
+def _int_keys(summary: dict) -> dict:
+    for key in ("by_difficulty", "kept_by_difficulty"):
+        if key in summary:
+            summary[key] = {int(k) if str(k).isdigit() else k: v for k, v in summary[key].items()}
+    return summary
+
+
+def _load(source: str, device: str):
     from nbkit.models import load
 
-    return load(source, dtype="float32", device=f"cuda:{rank}" if world > 1 and _cuda() else "auto")
+    return load(source, dtype="float32", device=device)
 
 
 def _barrier(world: int) -> None:
@@ -679,58 +700,37 @@ def _barrier(world: int) -> None:
 
 
 def _sample(cfg: StarConfig, model, tok, chats: list, seed: int, desc: str) -> list[list[str]]:
+    """k completions per chat, shape (n_chats, k)."""
     from nbkit.sampling import sample
 
-    if not chats:
-        return []
-    out = sample(
-        model,
-        tok,
-        chats,
-        k=cfg.samples_per_problem,
-        max_new_tokens=cfg.max_new_tokens,
-        temperature=cfg.temperature,
-        seed=seed,
-        batch_size=cfg.sample_batch_size,
-        progress=cfg.verbose,
-        desc=desc,
+    opts = dict(
+        max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, batch_size=cfg.sample_batch_size
     )
-    return out.texts()
+    return (
+        sample(
+            model, tok, chats, cfg.samples_per_problem, seed=seed, progress=cfg.verbose, desc=desc, **opts
+        ).texts()
+        if chats
+        else []
+    )
 
 
 def _evaluate(cfg: StarConfig, task, model, tok, test: list, chat, rank: int, world: int) -> dict:
+    """Greedy held-out accuracy; each rank evaluates its shard and the rows are gathered."""
     from nbkit.tasks.base import accuracy_table
 
-    mine = _shard(test, rank, world)
-    ev = task.evaluate(
-        model,
-        tok,
-        mine,
-        max_new_tokens=cfg.max_new_tokens,
-        batch_size=cfg.sample_batch_size,
-        messages=chat,
-        progress=cfg.verbose,
-    )
-    rows = _gather(ev["rows"], world)
+    opts = dict(max_new_tokens=cfg.max_new_tokens, batch_size=cfg.sample_batch_size, progress=cfg.verbose)
+    rows = _gather(task.evaluate(model, tok, _shard(test, rank, world), messages=chat, **opts)["rows"], world)
     return {**accuracy_table(rows), "rows": rows}
 
 
 def _sft(cfg: StarConfig, model, tok, records, steps, lr, writer, epochs: float = 1.0):
+    """TRL's SFTTrainer through nbkit.train.sft; batches of similar length pad less (faster on a CPU)."""
     from nbkit.train import sft
 
+    opts = dict(disable_tqdm=not cfg.verbose, train_sampling_strategy="group_by_length")
     model.train()
-    return sft(
-        model,
-        tok,
-        records,
-        steps=steps,
-        epochs=epochs,
-        lr=lr,
-        batch_size=cfg.batch_size,
-        run=writer,
-        seed=cfg.rng_seed,
-        disable_tqdm=not cfg.verbose,
-    )
+    return sft(model, tok, records, steps, epochs, lr, cfg.batch_size, run=writer, seed=cfg.rng_seed, **opts)
 
 
 # ----------------------------------------------------------------------------------------------------- the CLI

@@ -64,11 +64,29 @@ class FakeSampler:
         return out
 
 
+class NoTraining:
+    """Stands in for star._sft where the test is about the loop, not about TRL: returns the model untrained."""
+
+    def __init__(self):
+        self.steps: list = []
+
+    def __call__(self, cfg, model, tok, records, steps, lr, writer, epochs=1.0):
+        self.steps.append(steps)
+        return type("Trainer", (), {"model": model})()
+
+
 @pytest.fixture
 def fake(monkeypatch):
     sampler = FakeSampler()
     monkeypatch.setattr(star, "_sample", sampler)
     return sampler
+
+
+@pytest.fixture
+def no_training(monkeypatch):
+    trainer = NoTraining()
+    monkeypatch.setattr(star, "_sft", trainer)
+    return trainer
 
 
 def expected_counts(cfg: StarConfig) -> tuple[int, int]:
@@ -119,6 +137,19 @@ def test_filter_keeps_first_correct_and_drops_hint_mentions():
     assert kept == [] and failed == [p1]
     with pytest.raises(ValueError, match="2 problems but 1"):
         filter_rationales(task, [p1, p2], [["a"]])
+
+
+def test_primer_records_add_hinted_copies():
+    task = Arithmetic()
+    seeds = [task.make(1, 2), task.make(3, 4), task.make(5, 6), task.make(7, 8)]
+    rows = star.primer_records(task, seeds, hints=0.5)
+    assert len(rows) == 6
+    assert [r["prompt"][-1]["content"] for r in rows[4:]] == [
+        "What is 1 + 2?\n(Hint: the answer is 3.)",
+        "What is 5 + 6?\n(Hint: the answer is 11.)",
+    ]
+    assert rows[4]["completion"] == rows[0]["completion"]  # the same rationale, hint or not
+    assert len(star.primer_records(task, seeds, hints=0.0)) == 4
 
 
 def test_iteration_stats_golden():
@@ -172,7 +203,10 @@ def test_config_file_and_profiles(tmp_path):
     f = tmp_path / "s.yaml"
     f.write_text("profile: cpu\niterations: 5\n")
     cfg = load_config(f, StarConfig)
-    assert (cfg.model, cfg.iterations, cfg.problems_per_iteration) == ("smollm2-135m", 5, 192)
+    assert cfg == dataclasses.replace(StarConfig.for_profile("cpu"), iterations=5)
+    assert (
+        cfg.model == "smollm2-135m" and cfg.first_steps == 40
+    )  # the profile scales, the paper's schedule stays
     f.write_text("profile: smoke\nproblems: 3\n")
     with pytest.raises(ConfigError, match="unknown key"):
         load_config(f, StarConfig)
@@ -186,6 +220,7 @@ def test_config_file_and_profiles(tmp_path):
 
 
 def test_loop_counts_lineage_and_records(fake, registry):
+    """The one loop test that trains for real, through TRL's SFTTrainer."""
     cfg = smoke()
     result = run_star(cfg, registry)
     n_correct, n_rationalized = expected_counts(cfg)
@@ -223,24 +258,31 @@ def test_loop_counts_lineage_and_records(fake, registry):
     assert len(result.eval_rows(2)) == 6 and len(result.before_after(n=2)) == 2
 
 
-def test_no_rationalization_and_restart_off(fake, registry):
+def test_no_rationalization_and_restart_off(fake, no_training, registry):
     cfg = smoke(rationalization=False, restart_from_base=False, name="norat")
     result = run_star(cfg, registry)
     n_correct, _ = expected_counts(cfg)
     assert result.iterations[1]["rationalized"] == 0 and result.iterations[1]["correct"] == n_correct
     assert [c["desc"] for c in fake.calls] == ["iter 1: rationales", "iter 2: rationales"]
+    assert no_training.steps == [None, 2, 2]  # the primer trains by epochs, then the schedule
     assert registry.get("smoke-norat-iter2").parent == "smoke-norat-iter1"  # continues from the latest
 
 
-def test_reuses_a_primer(fake, registry):
-    run_star(smoke(iterations=1), registry)
+def test_reuses_a_primer_and_its_evaluation(monkeypatch, fake, no_training, registry):
+    evaluated = []
+    real = star._evaluate
+    monkeypatch.setattr(star, "_evaluate", lambda *a, **k: evaluated.append(1) or real(*a, **k))
+    first = run_star(smoke(iterations=1), registry)
+    assert len(evaluated) == 2  # the primer (iteration 0) and iteration 1
     result = run_star(smoke(iterations=1, name="again", primer="smoke-star-primer"), registry)
+    assert len(evaluated) == 3  # iteration 0 reused the first loop's evaluation of the same primer
+    assert result.iterations[0]["accuracy"] == first.iterations[0]["accuracy"]
     assert result.seed_run == "smoke-star-primer"
     assert not registry.exists("smoke-again-primer")
     assert registry.get("smoke-again-iter1").parent == "smoke-star-primer"
 
 
-def test_no_correct_rationale_stops_with_an_explanation(monkeypatch, registry):
+def test_no_correct_rationale_stops_with_an_explanation(monkeypatch, no_training, registry):
     monkeypatch.setattr(star, "_sample", FakeSampler(always_wrong=True))
     result = run_star(smoke(), registry)
     assert result.stopped.startswith("iteration 1: none of the 12 problems got a correct rationale")
@@ -251,14 +293,14 @@ def test_no_correct_rationale_stops_with_an_explanation(monkeypatch, registry):
 
 
 def test_resumes_after_an_interruption(monkeypatch, fake, registry):
-    real_sft = star._sft
+    untrained = NoTraining()
     calls = {"n": 0}
 
     def flaky_sft(*a, **k):
         calls["n"] += 1
         if calls["n"] == 3:  # primer, iteration 1, then dies in iteration 2
             raise KeyboardInterrupt
-        return real_sft(*a, **k)
+        return untrained(*a, **k)
 
     monkeypatch.setattr(star, "_sft", flaky_sft)
     with pytest.raises(KeyboardInterrupt):
@@ -285,7 +327,7 @@ def test_resumes_after_an_interruption(monkeypatch, fake, registry):
         run_star(smoke(lr=0.5), registry)
 
 
-def test_fewshot_seed_prompts_with_the_seed_examples(fake, registry):
+def test_fewshot_seed_prompts_with_the_seed_examples(fake, no_training, registry):
     result = run_star(smoke(seed="fewshot", seed_examples=2, iterations=1), registry)
     assert result.seed_run == "smoke-star-base"
     assert registry.get("smoke-star-iter1").parent == "smoke-star-base"
