@@ -122,7 +122,7 @@ def sample(
     temperature: float = 1.0,
     top_p: float = 1.0,
     seed: int = 0,
-    batch_size: int = 32,
+    batch_size: int = 64,
     chat: bool = True,
     system: str | None = None,
     stop: list[str] | None = None,
@@ -133,7 +133,8 @@ def sample(
     """Sample `k` completions for each prompt.
 
     prompts: strings (one user turn each, when `chat`) or chat message lists.
-    batch_size: completions per forward pass (prompts per batch = batch_size // k, at least 1).
+    batch_size: completions per forward pass (prompts per batch = batch_size // k, at least 1). 64 measured
+        best on a 2-core CPU with the 135M model (benchmarks/sampling_throughput.py: 9.3x a one-prompt loop).
     temperature=0 decodes greedily. Same arguments and seed give the same completions.
     Returns Samples, prompt-major, with n_prompts * k items.
     """

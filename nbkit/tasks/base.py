@@ -118,7 +118,7 @@ class Task:
         tokenizer,
         examples: list[Example],
         max_new_tokens: int = 96,
-        batch_size: int = 32,
+        batch_size: int = 64,
         messages=None,
         progress: bool = True,
     ) -> dict:
