@@ -92,8 +92,8 @@ class BudgetConfig:
         """smoke: tiny model, seconds. cpu: SmolLM2-135M on 2-digit addition, minutes. gpu: GSM8K, Qwen 0.5B."""
         # fmt: off
         profiles = {
-            "smoke": dict(model="tiny", budgets=[4, 8], fractions=[0.0, 0.5, 1.0], pool=8, max_new_tokens=6,
-                          batch_size=4, sft_epochs=1.0, eval_n=8, max_length=96),
+            "smoke": dict(model="tiny", budgets=[4, 8], fractions=[0.0, 0.5, 1.0], pool=8, max_new_tokens=4,
+                          batch_size=8, sft_epochs=1.0, eval_n=4, max_length=64),
             "cpu": {},
             "gpu": dict(model="qwen2.5-0.5b", task="gsm8k", source="openai/gsm8k", rationale=True,
                         budgets=[256, 1024], fractions=[0.0, 0.1, 0.25, 0.5, 1.0], pool=1024, rejected_k=4,
@@ -648,6 +648,43 @@ def side_by_side(reg, names: dict[str, str], n: int = 6):
             for i, r in enumerate(first[:n])
         ]
     )
+
+
+def cold_start(reg, table):
+    """Per budget, the cold start in four numbers: the base model, the smallest SFT share alone, DPO from the base
+    (f = 0) and that SFT share followed by DPO (the cell with the smallest f > 0 that still buys pairs).
+
+    Returns a DataFrame, one row per budget, with those accuracies and the runs behind them.
+    """
+    import pandas as pd
+
+    base = reg.get(table.attrs["base_run"])
+    rows = []
+    for b, sub in table.groupby("budget"):
+        cold, warm = (
+            sub[sub.fraction == 0],
+            sub[(sub.fraction > 0) & (sub.n_pairs > 0)].sort_values("fraction"),
+        )
+        if cold.empty or warm.empty:
+            continue
+        cold, warm = cold.iloc[0], warm.iloc[0]
+        rows.append(
+            {
+                "budget": b,
+                "base": base.summary.get("accuracy"),
+                "sft_share_alone": reg.get(warm.sft_run).summary.get("accuracy") if warm.sft_run else None,
+                "dpo_from_base": cold.accuracy,
+                "sft_share_then_dpo": warm.accuracy,
+                "n_sft": warm.n_sft,
+                "n_pairs_cold": cold.n_pairs,
+                "n_pairs_warm": warm.n_pairs,
+                "base_run": base.name,
+                "sft_run": warm.sft_run,
+                "cold_run": cold.run,
+                "warm_run": warm.run,
+            }
+        )
+    return pd.DataFrame(rows)
 
 
 # -------------------------------------------------------------------------------------------- paper claims

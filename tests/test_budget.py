@@ -278,6 +278,20 @@ def test_every_checkpoint_is_registered_with_its_parents(swept):
     assert len(budget.eval_rows(reg, table.run[1])) == 4
 
 
+def test_cold_start_table_names_the_four_models(swept):
+    cfg, reg, table = swept
+    (row,) = budget.cold_start(reg, table).to_dict("records")
+    stem = f"smoke-budget-{cfg.sweep_id()}"
+    assert (row["n_sft"], row["n_pairs_cold"], row["n_pairs_warm"]) == (2, 4, 2)
+    assert (row["sft_run"], row["cold_run"], row["warm_run"]) == (
+        f"{stem}-sft2",
+        f"{stem}-base-dpo4",
+        f"{stem}-sft2-dpo2",
+    )
+    assert row["dpo_from_base"] == table.accuracy[0] and row["sft_share_then_dpo"] == table.accuracy[1]
+    assert row["sft_share_alone"] == reg.get(f"{stem}-sft2").summary["accuracy"]
+
+
 def test_a_rerun_trains_nothing(swept, monkeypatch):
     cfg, reg, table = swept
 
