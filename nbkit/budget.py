@@ -696,13 +696,13 @@ def _acc(table, budget: float, fraction: float) -> float | None:
 
 
 def claim_sft_wins_small(table) -> str:
-    """Paper: with the smallest budget, spending it all on SFT beats every split that buys pairs."""
+    """Paper: with the smallest budget, spending it all on SFT beats (strictly) every split that buys pairs."""
     b = table.budget.min()
     sft_only, others = _acc(table, b, 1.0), table[(table.budget == b) & (table.fraction < 1)]
     if sft_only is None or others.empty:
         return f"DEPARTS: the grid needs f = 1 and some f < 1 at B = {b:g} to check this"
     best = others.loc[others.accuracy.idxmax()]
-    verdict = "AGREES" if sft_only >= best.accuracy else "DEPARTS"
+    verdict = "AGREES" if sft_only > best.accuracy else "DEPARTS"  # a tie is no win
     return (
         f"{verdict}: at B = {b:g}, SFT only scores {sft_only:.2f}; the best split with pairs "
         f"(f = {best.fraction:g}) scores {best.accuracy:.2f}"
@@ -710,13 +710,13 @@ def claim_sft_wins_small(table) -> str:
 
 
 def claim_dpo_from_base_worst(table) -> str:
-    """Paper: f = 0 (all pairs, DPO straight from the base) is the worst split at every budget."""
+    """Paper: f = 0 (all pairs, DPO straight from the base) is the worst split, strictly, at every budget."""
     parts, ok = [], True
     for b, sub in table.groupby("budget"):
         a0, rest = _acc(table, b, 0.0), sub[sub.fraction > 0]
         if a0 is None or rest.empty:
             return f"DEPARTS: the grid needs f = 0 and some f > 0 at B = {b:g} to check this"
-        ok &= a0 <= rest.accuracy.min() and a0 < rest.accuracy.max()
+        ok &= a0 < rest.accuracy.min()
         parts.append(
             f"B = {b:g}: f = 0 scores {a0:.2f}, the others {rest.accuracy.min():.2f}-{rest.accuracy.max():.2f}"
         )

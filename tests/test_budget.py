@@ -223,7 +223,8 @@ def test_claims_agree_on_a_table_shaped_like_the_paper():
 
 
 def test_claims_depart_plainly():
-    flat = AGREEING.assign(accuracy=0.0)  # a random model: every cell scores 0
+    flat = AGREEING.assign(accuracy=0.0)  # a random model: every cell scores 0, and a tie is no win
+    assert claim_sft_wins_small(flat).startswith("DEPARTS")
     assert claim_dpo_from_base_worst(flat).startswith("DEPARTS")
     assert claim_small_sft_rescues(flat).startswith("DEPARTS")
     mixed_wins = AGREEING.copy()
