@@ -147,11 +147,11 @@ class RftConfig:
                 max_resample=1,
             )  # fmt: skip
         if name == "cpu":
-            # sized for about 15 minutes on a 2-core laptop: a short system prompt (30 prompt tokens, not 40),
-            # answers cut at 6 tokens ("Answer: 132"), probes at the start and the end only
+            # sized for a 2-core laptop: a short system prompt (30 prompt tokens, not 40), answers cut at 6 tokens
+            # ("Answer: 132"), a short warm-start (it must leave some spread), probes at the start and the end only
             return cls(
-                system="You are a helpful assistant.", max_completion_length=6, steps=20, n_probe=12, probe_k=6,
-                grad_prompts=6,
+                system="You are a helpful assistant.", max_completion_length=6, steps=20, n_probe=8, probe_k=6,
+                grad_prompts=8, max_resample=2, warmstart_steps=5,
             )  # fmt: skip
         if name == "gpu":
             return cls(
