@@ -316,7 +316,7 @@ def _dist() -> tuple[int, int, str]:
 
 
 def _gather(items: list, world: int) -> list:
-    """Concatenate every rank's list, in rank order (a no-op on one process)."""
+    """Every rank's list, concatenated in rank order (a no-op on one process)."""
     if world == 1:
         return items
     import torch.distributed as dist
@@ -326,80 +326,75 @@ def _gather(items: list, world: int) -> list:
     return [x for part in out for x in part]
 
 
-def _shard(items: list, rank: int, world: int) -> list:
-    return items[rank::world]
+def _barrier(world: int) -> None:
+    if world > 1:
+        import torch.distributed as dist
+
+        dist.barrier()
 
 
-# ----------------------------------------------------------------------------------------------------- the loop
+# --------------------------------------------------------------------------------------------------- results
 
 
 @dataclass
 class StarResult:
     config: StarConfig
-    iterations: list[dict]  # summaries, iteration 0 (the seed) first
+    iterations: list[dict]  # summaries, iteration 0 (the seed model) first
     runs: list[str]  # the registered run of each iteration
     seed_run: str  # the primer (or base) every iteration restarts from
     stopped: str | None = None  # why the loop ended early, if it did
     registry_root: str = ""
-    primer: dict = field(
-        default_factory=dict
-    )  # the primer run's summary (examples, seconds), if there is one
+    primer: dict = field(default_factory=dict)  # the primer run's summary, when this loop trained it
 
     def frame(self):
-        """One row per iteration: data used, accuracy overall and per difficulty, seconds."""
+        """One row per iteration: data kept, steps, accuracy overall and per difficulty, seconds."""
         import pandas as pd
 
         cols = ["iteration", "tried", "correct", "rationalized", "used_fraction", "steps", "accuracy"]
-        rows = []
-        for s in self.iterations:
-            row = {c: s.get(c) for c in cols}
-            row.update({f"acc_d{d}": a for d, a in s.get("by_difficulty", {}).items()})
-            row["seconds"] = s.get("seconds")
-            rows.append(row)
-        return pd.DataFrame(rows)
+        return pd.DataFrame(
+            {
+                **{c: s.get(c) for c in cols},
+                **{f"acc_d{d}": a for d, a in s["by_difficulty"].items()},
+                "seconds": s.get("seconds"),
+            }
+            for s in self.iterations
+        )
 
     def eval_rows(self, iteration: int) -> list[dict]:
         """The held-out completions of one iteration (question, answer, completion, correct, difficulty)."""
-        path = Path(self.registry_root) / self.runs[iteration] / "eval.jsonl"
-        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        return _read_jsonl(Path(self.registry_root) / self.runs[iteration] / "eval.jsonl")
 
     def before_after(self, difficulty: int | None = None, n: int = 3) -> list[dict]:
-        """Held-out questions side by side: the seed model's completion and the last iteration's."""
-        first, last = self.eval_rows(0), self.eval_rows(len(self.runs) - 1)
-        keys = ("question", "answer", "before", "before_correct", "after", "after_correct")
+        """Held-out questions with the seed model's completion and the last iteration's, fixed ones first."""
         pairs = [
-            dict(
-                zip(
-                    keys,
-                    (
-                        a["question"],
-                        a["answer"],
-                        a["completion"],
-                        a["correct"],
-                        b["completion"],
-                        b["correct"],
-                    ),
-                )
-            )
-            for a, b in zip(first, last)
+            {
+                "question": a["question"],
+                "answer": a["answer"],
+                "before": a["completion"],
+                "before_correct": a["correct"],
+                "after": b["completion"],
+                "after_correct": b["correct"],
+            }
+            for a, b in zip(self.eval_rows(0), self.eval_rows(len(self.runs) - 1))
             if difficulty is None or a["difficulty"] == difficulty
         ]
-        pairs.sort(key=lambda p: (p["before_correct"], not p["after_correct"]))  # fixed ones first
-        return pairs[:n]
+        return sorted(pairs, key=lambda p: (p["before_correct"], not p["after_correct"]))[:n]
 
     def timing(self) -> dict:
-        """Wall-clock seconds of each stage and in all (primer, seed evaluation, iterations), plus CPU seconds."""
-        stages = {"primer": self.primer.get("seconds", 0.0)} | {
-            f"iteration {s['iteration']}": s.get("seconds", 0.0) for s in self.iterations
-        }
+        """Wall-clock seconds per stage (primer, iteration 0 = its evaluation, 1..n) and in all; CPU seconds."""
+        stages = {"primer": self.primer.get("seconds", 0.0)}
+        stages |= {f"iteration {s['iteration']}": s.get("seconds", 0.0) for s in self.iterations}
         cpu = self.primer.get("cpu_seconds", 0.0) + sum(s.get("cpu_seconds", 0.0) for s in self.iterations)
         return {**stages, "total": sum(stages.values()), "total_cpu": cpu}
 
     def say(self) -> str:
-        """A short plain-language summary of the run."""
         lines = [
             f"{r}: accuracy {s['accuracy']:.1%}"
-            + (f", used {s['used_fraction']:.0%} of the train set" if "used_fraction" in s else " (seed)")
+            + (
+                f", trained on {s['used_fraction']:.0%} of the train set"
+                if "used_fraction" in s
+                else " (seed)"
+            )
             for r, s in zip(self.runs, self.iterations)
         ]
         return "\n".join(lines + ([f"stopped early: {self.stopped}"] if self.stopped else []))
@@ -424,42 +419,7 @@ def plot(result: StarResult, ax=None):
     return ax
 
 
-def _check_resumable(reg, cfg: StarConfig, name: str) -> None:
-    if not reg.exists(name):
-        return
-    old = reg.get(name).config.get("star", {})
-    new = dataclasses.asdict(cfg)
-    diff = sorted(k for k in new if k not in RESUMABLE_CHANGES and k in old and old[k] != new[k])
-    if diff:
-        k = diff[0]
-        raise ConfigError(
-            f"run {name!r} was made with a different config ({k}: {old[k]!r} there, {new[k]!r} now); "
-            f"give this loop another name or delete the {cfg.profile}-{cfg.name}-* runs"
-        )
-
-
-def _earlier_seed_eval(reg, cfg: StarConfig, seed_run: str) -> dict | None:
-    """The held-out evaluation another loop already made of the same seed model on the same problems, if any
-    (the ablation reuses the main loop's primer: no need to evaluate it twice)."""
-    from nbkit.tasks.base import accuracy_table
-
-    same = ("task", "task_args", "test_problems", "max_new_tokens", "seed", "seed_examples", "rng_seed")
-    mine = dataclasses.asdict(cfg)
-    for run in reg.list():
-        theirs = run.config.get("star", {})
-        if (
-            run.parent == seed_run
-            and run.config.get("iteration") == 0
-            and all(theirs.get(k) == mine[k] for k in same)
-        ):
-            rows = [json.loads(x) for x in (run.path / "eval.jsonl").read_text().splitlines() if x.strip()]
-            return {**accuracy_table(rows), "rows": rows}
-    return None
-
-
-def _write_jsonl(path: Path | None, rows: list[dict]) -> None:
-    if path is not None:
-        path.write_text("".join(json.dumps(r, default=str) + "\n" for r in rows))
+# ----------------------------------------------------------------------------------------------------- the loop
 
 
 def run_star(cfg: StarConfig, registry=None) -> StarResult:
@@ -473,8 +433,7 @@ def run_star(cfg: StarConfig, registry=None) -> StarResult:
     reg = registry or Registry()
     task = build_task(cfg)
     seeds = seed_examples(cfg, task)
-    problems = train_problems(cfg, task, seeds)
-    test = held_out(task, cfg.test_problems)
+    problems, test = train_problems(cfg, task, seeds), held_out(task, cfg.test_problems)
     star_cfg = {"star": dataclasses.asdict(cfg)}
     for i in range(cfg.iterations + 1):
         _check_resumable(reg, cfg, cfg.run_name(i))
@@ -483,7 +442,10 @@ def run_star(cfg: StarConfig, registry=None) -> StarResult:
     def chat(ex, hint=None):
         return task.fewshot(seeds, ex, hint) if fewshot else task.chat(ex, hint)
 
-    # --- the base run, and the seed run every iteration restarts from ----------------------------------------
+    def create(name: str, kind: str, parent: str | None, config: dict):
+        return reg.create(name, kind=kind, config={**config, **star_cfg}, parent=parent) if main else None
+
+    # --- the base run, and the seed run every iteration restarts from (the primer, or the base for few-shot) ----
     base = cfg.run_name("base")
     if main and not reg.exists(base):
         with reg.create(base, kind="base", config={"model": cfg.model}):
@@ -495,54 +457,45 @@ def run_star(cfg: StarConfig, registry=None) -> StarResult:
 
     def model_of(run_name: str):
         if run_name not in held:
-            held[run_name] = _load(cfg.model if run_name == base else reg.get(run_name).model_source, device)
+            source = cfg.model if run_name == base else reg.get(run_name).model_source
+            held[run_name] = load_model(source, dtype="float32", device=device)
         return held[run_name]
 
-    if not fewshot and not reg.exists(seed_run):
+    if not reg.exists(seed_run):  # the primer (a base run always exists on rank 0 by now)
         say(f"[star] primer: SFT on {len(seeds)} seed rationales -> {seed_run}")
-        model, tok = model_of(base)
+        t0, (model, tok) = _now(), model_of(base)
         records = primer_records(task, seeds, cfg.primer_hints)
-        config = {"model": cfg.model, "seed_examples": len(seeds), **star_cfg}
-        writer = reg.create(seed_run, kind="star-primer", config=config, parent=base) if main else None
+        writer = create(seed_run, "star-primer", base, {"model": cfg.model})
         with writer or contextlib.nullcontext():
-            t0, cpu0 = time.perf_counter(), time.process_time()
             model = _sft(
                 cfg, model, tok, records, None, cfg.primer_lr, writer, epochs=cfg.primer_epochs
             ).model
-            if writer:
-                writer.save_model(model, tok)
-                _write_jsonl(writer.path / "rationales.jsonl", records)
-                writer.set_summary(
-                    examples=len(records),
-                    seconds=time.perf_counter() - t0,
-                    cpu_seconds=time.process_time() - cpu0,
-                )
+            _save(
+                writer,
+                model,
+                tok,
+                {"rationales.jsonl": records},
+                seed_examples=len(seeds),
+                records=len(records),
+                **_since(t0),
+            )
         held.pop(base)
         held[seed_run] = (model, tok)
         _barrier(world)
 
     # --- iteration 0: the seed model, evaluated ----------------------------------------------------------------
     if not reg.exists(cfg.run_name(0)):
-        t0, cpu0 = time.perf_counter(), time.process_time()
+        t0 = _now()
         ev = _earlier_seed_eval(reg, cfg, seed_run) or _evaluate(
-            cfg, task, *model_of(seed_run), test, chat, rank, world
+            cfg, task, *model_of(seed_run), test, chat, world
         )
         say(f"[star] iteration 0 (seed {seed_run}): held-out accuracy {ev['accuracy']:.1%} {_fmt(ev)}")
-        if main:
-            source = cfg.model if seed_run == base else reg.get(seed_run).model_source
-            with reg.create(
-                cfg.run_name(0),
-                kind="star-iteration",
-                parent=seed_run,
-                config={"model": source, "iteration": 0, **star_cfg},
-            ) as w:
-                _write_jsonl(w.path / "eval.jsonl", ev["rows"])
-                w.set_summary(
-                    iteration=0,
-                    **_eval_summary(ev),
-                    seconds=time.perf_counter() - t0,
-                    cpu_seconds=time.process_time() - cpu0,
-                )
+        source = cfg.model if seed_run == base else reg.get(seed_run).model_source
+        writer = create(cfg.run_name(0), "star-iteration", seed_run, {"model": source, "iteration": 0})
+        with writer or contextlib.nullcontext():
+            _save(
+                writer, None, None, {"eval.jsonl": ev["rows"]}, iteration=0, **_eval_summary(ev), **_since(t0)
+            )
         _barrier(world)
     summaries, names = [_summary_of(reg, cfg.run_name(0))], [cfg.run_name(0)]
 
@@ -554,30 +507,25 @@ def run_star(cfg: StarConfig, registry=None) -> StarResult:
             names.append(name)
             current = name
             continue
-        t0, cpu0 = time.perf_counter(), time.process_time()
-        model, tok = model_of(current)
+        t0, (model, tok) = _now(), model_of(current)
         # 1-2: a rationale for every problem from the latest model, kept when its answer is right
-        mine = _shard(problems, rank, world)
+        mine = problems[rank::world]
         texts = _sample(
             cfg, model, tok, [chat(ex) for ex in mine], 1000 * cfg.rng_seed + i, f"iter {i}: rationales"
         )
         kept, failed = filter_rationales(task, mine, texts)
-        # 3: rationalization: the answer as a hint in the prompt; what is kept is trained without it
+        # 3: rationalization: the answer as a hint in the prompt; what is kept is trained on without it
         rationalized = []
         if cfg.rationalization and failed:
+            hinted = [chat(ex, hint=ex.answer) for ex in failed]
             texts = _sample(
-                cfg,
-                model,
-                tok,
-                [chat(ex, hint=ex.answer) for ex in failed],
-                1000 * cfg.rng_seed + 500 + i,
-                f"iter {i}: rationalizing",
+                cfg, model, tok, hinted, 1000 * cfg.rng_seed + 500 + i, f"iter {i}: rationalizing"
             )
             rationalized, _ = filter_rationales(task, failed, texts, hinted=True)
         kept, rationalized = _gather(kept, world), _gather(rationalized, world)
         stats = iteration_stats(len(problems), len(kept), len(rationalized))
         stats["kept_by_difficulty"] = _count_by_difficulty([ex for ex, _ in kept + rationalized])
-        t_sample = time.perf_counter() - t0
+        stats["seconds_sampling"] = _since(t0)["seconds"]
         say(
             f"[star] iteration {i}: {stats['correct']}/{stats['tried']} correct, {stats['rationalized']} "
             f"rationalized -> training on {stats['kept']} ({stats['used_fraction']:.0%} of the train set)"
@@ -587,8 +535,8 @@ def run_star(cfg: StarConfig, registry=None) -> StarResult:
                 f"iteration {i}: none of the {stats['tried']} problems got a correct rationale"
                 + (" even with the answer as a hint" if cfg.rationalization else "")
                 + f", so there is nothing to fine-tune on and the loop stops. The model ({current}) cannot yet "
-                "produce the format the answer check reads: prime it with more seed examples or epochs, use "
-                "easier problems, sample more (samples_per_problem, temperature), or start from a larger model."
+                "write what the answer check reads: prime it with more seed examples or epochs, use easier "
+                "problems, sample more (samples_per_problem, temperature), or start from a larger model."
             )
             say(f"[star] {stopped}")
             break
@@ -598,48 +546,35 @@ def run_star(cfg: StarConfig, registry=None) -> StarResult:
         start = seed_run if cfg.restart_from_base else current
         student = copy.deepcopy(model_of(start)[0]) if cfg.restart_from_base else model
         steps = cfg.steps(i)
-        config = {"model": cfg.model, "iteration": i, "steps": steps, **star_cfg}
-        writer = reg.create(name, kind="star-iteration", config=config, parent=start) if main else None
+        writer = create(name, "star-iteration", start, {"model": cfg.model, "iteration": i, "steps": steps})
         with writer or contextlib.nullcontext():
-            t1 = time.perf_counter()
+            t1 = _now()
             model = _sft(cfg, student, tok, [_strip(r) for r in records], steps, cfg.lr, writer).model
-            t_train = time.perf_counter() - t1
+            stats["seconds_training"], t2 = _since(t1)["seconds"], _now()
             # 5: held-out evaluation
-            t2 = time.perf_counter()
-            ev = _evaluate(cfg, task, model, tok, test, task.chat, rank, world)
+            ev = _evaluate(cfg, task, model, tok, test, task.chat, world)
+            examples = {
+                "direct": [_show(task, *k) for k in kept[:2]],
+                "rationalized": [_show(task, *r) for r in rationalized[:2]],
+            }
             summary = {
                 "iteration": i,
-                **stats,
                 "steps": steps,
+                **stats,
                 **_eval_summary(ev),
-                "seconds_sampling": t_sample,
-                "seconds_training": t_train,
-                "seconds_eval": time.perf_counter() - t2,
-                "seconds": time.perf_counter() - t0,
-                "cpu_seconds": time.process_time()
-                - cpu0,  # all threads; what the wall time would be on an idle core
-                "examples": {
-                    "direct": [_show(task, ex, r) for ex, r in kept[:2]],
-                    "rationalized": [_show(task, ex, r) for ex, r in rationalized[:2]],
-                },
+                "seconds_eval": _since(t2)["seconds"],
+                **_since(t0),
+                "examples": examples,
             }
             say(
                 f"[star] iteration {i}: {steps} steps, held-out accuracy {ev['accuracy']:.1%} {_fmt(ev)}, "
                 f"{summary['seconds']:.0f} s"
             )
-            if writer:
-                writer.save_model(model, tok)
-                _write_jsonl(writer.path / "rationales.jsonl", records)
-                _write_jsonl(writer.path / "eval.jsonl", ev["rows"])
-                writer.log(
-                    {f"eval/{k}": v for k, v in summary.items() if isinstance(v, (int, float))}, step=steps
-                )
-                writer.set_summary(**summary)
+            _save(writer, model, tok, {"rationales.jsonl": records, "eval.jsonl": ev["rows"]}, **summary)
         _barrier(world)
         if current != seed_run:
             held.pop(current, None)
-        held[name] = (model, tok)
-        current = name
+        held[name], current = (model, tok), name
         summaries.append(_int_keys(json.loads(json.dumps(summary, default=str))))
         names.append(name)
     primer = reg.get(seed_run).summary if seed_run == cfg.run_name("primer") and reg.exists(seed_run) else {}
@@ -647,6 +582,71 @@ def run_star(cfg: StarConfig, registry=None) -> StarResult:
 
 
 # -------------------------------------------------------------------------------------------- small helpers
+
+
+def load_model(source: str, dtype: str = "float32", device: str = "auto"):
+    from nbkit.models import load
+
+    return load(source, dtype=dtype, device=device)
+
+
+def _check_resumable(reg, cfg: StarConfig, name: str) -> None:
+    """Refuse to continue a loop whose registered iterations were made with another config."""
+    if not reg.exists(name):
+        return
+    old, new = reg.get(name).config.get("star", {}), dataclasses.asdict(cfg)
+    diff = sorted(k for k in new if k not in RESUMABLE_CHANGES and k in old and old[k] != new[k])
+    if diff:
+        raise ConfigError(
+            f"run {name!r} was made with a different config ({diff[0]}: {old[diff[0]]!r} there, "
+            f"{new[diff[0]]!r} now); give this loop another name or delete the {cfg.profile}-{cfg.name}-* runs"
+        )
+
+
+def _earlier_seed_eval(reg, cfg: StarConfig, seed_run: str) -> dict | None:
+    """Another loop's held-out evaluation of the same seed model on the same problems, if there is one (the
+    ablation reuses the main loop's primer: no need to evaluate it twice)."""
+    from nbkit.tasks.base import accuracy_table
+
+    same = ("task", "task_args", "test_problems", "max_new_tokens", "seed", "seed_examples", "rng_seed")
+    mine = dataclasses.asdict(cfg)
+    for run in reg.list():
+        theirs = run.config.get("star", {})
+        if (
+            run.parent == seed_run
+            and run.config.get("iteration") == 0
+            and all(theirs.get(k) == mine[k] for k in same)
+        ):
+            rows = _read_jsonl(run.path / "eval.jsonl")
+            return {**accuracy_table(rows), "rows": rows}
+    return None
+
+
+def _save(writer, model, tok, files: dict[str, list[dict]], **summary) -> None:
+    """Write a run's checkpoint, jsonl files, final metrics and summary (rank 0 only: others have no writer)."""
+    if writer is None:
+        return
+    if model is not None:
+        writer.save_model(model, tok)
+    for filename, rows in files.items():
+        (writer.path / filename).write_text("".join(json.dumps(r, default=str) + "\n" for r in rows))
+    writer.log(
+        {f"eval/{k}": v for k, v in summary.items() if isinstance(v, (int, float))}, step=summary.get("steps")
+    )
+    writer.set_summary(**summary)
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _now() -> tuple[float, float]:
+    return time.perf_counter(), time.process_time()
+
+
+def _since(t0: tuple[float, float]) -> dict:
+    """Wall-clock and CPU seconds (all threads: about what the wall time would be on an idle core) since t0."""
+    return {"seconds": time.perf_counter() - t0[0], "cpu_seconds": time.process_time() - t0[1]}
 
 
 def _fmt(ev: dict) -> str:
@@ -686,41 +686,25 @@ def _int_keys(summary: dict) -> dict:
     return summary
 
 
-def _load(source: str, device: str):
-    from nbkit.models import load
-
-    return load(source, dtype="float32", device=device)
-
-
-def _barrier(world: int) -> None:
-    if world > 1:
-        import torch.distributed as dist
-
-        dist.barrier()
-
-
 def _sample(cfg: StarConfig, model, tok, chats: list, seed: int, desc: str) -> list[list[str]]:
-    """k completions per chat, shape (n_chats, k)."""
+    """cfg.samples_per_problem completions per chat, shape (n_chats, k)."""
     from nbkit.sampling import sample
 
+    if not chats:
+        return []
     opts = dict(
-        max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, batch_size=cfg.sample_batch_size
+        temperature=cfg.temperature, batch_size=cfg.sample_batch_size, progress=cfg.verbose, desc=desc
     )
-    return (
-        sample(
-            model, tok, chats, cfg.samples_per_problem, seed=seed, progress=cfg.verbose, desc=desc, **opts
-        ).texts()
-        if chats
-        else []
-    )
+    return sample(model, tok, chats, cfg.samples_per_problem, cfg.max_new_tokens, seed=seed, **opts).texts()
 
 
-def _evaluate(cfg: StarConfig, task, model, tok, test: list, chat, rank: int, world: int) -> dict:
-    """Greedy held-out accuracy; each rank evaluates its shard and the rows are gathered."""
+def _evaluate(cfg: StarConfig, task, model, tok, test: list, chat, world: int) -> dict:
+    """Greedy held-out accuracy; under `accelerate launch` each rank evaluates its shard and the rows are gathered."""
     from nbkit.tasks.base import accuracy_table
 
+    rank = _dist()[0] if world > 1 else 0
     opts = dict(max_new_tokens=cfg.max_new_tokens, batch_size=cfg.sample_batch_size, progress=cfg.verbose)
-    rows = _gather(task.evaluate(model, tok, _shard(test, rank, world), messages=chat, **opts)["rows"], world)
+    rows = _gather(task.evaluate(model, tok, test[rank::world], messages=chat, **opts)["rows"], world)
     return {**accuracy_table(rows), "rows": rows}
 
 
@@ -745,9 +729,9 @@ def cli(argv: list[str]) -> int:
 
     p = argparse.ArgumentParser(
         prog="nbkit star",
-        description="Run or resume the STaR loop (nbkit.star). Keys: the file's, then --profile, then --set.",
-        epilog="config keys:\n" + describe(StarConfig),
         formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Run or resume the STaR loop. Keys come from the file, then --profile, then --set.",
+        epilog="config keys:\n" + describe(StarConfig),
     )
     p.add_argument("--config", help="YAML or JSON file with StarConfig keys (and optionally profile:)")
     p.add_argument("--profile", help="take this profile's defaults instead of the file's profile")
@@ -756,10 +740,9 @@ def cli(argv: list[str]) -> int:
     )
     p.add_argument("--runs", help="registry folder (default ./runs or $NBKIT_RUNS)")
     args = p.parse_args(argv[1:] if argv and argv[0] == "star" else argv)
-
     data: dict = {}
     if args.config:
-        load_config(args.config, StarConfig)  # fails early, with the file's name, on a bad file
+        load_config(args.config, StarConfig)  # a bad file fails here, with its name
         data = yaml.safe_load(Path(args.config).read_text()) or {}
     if args.profile:
         data["profile"] = args.profile
@@ -768,8 +751,7 @@ def cli(argv: list[str]) -> int:
         if not sep:
             raise ConfigError(f"--set takes KEY=VALUE, got {item!r}")
         data[key.strip()] = yaml.safe_load(value)
-    cfg = from_dict(data, StarConfig, source=args.config or "command line")
-    result = run_star(cfg, Registry(args.runs))
+    result = run_star(from_dict(data, StarConfig, source=args.config or "command line"), Registry(args.runs))
     if _dist()[0] == 0:
         print(result.say())
     return 0

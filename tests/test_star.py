@@ -361,7 +361,8 @@ def test_cli_gsm8k_and_multiple_choice_fixtures(tmp_path, capsys):
     out = capsys.readouterr().out
     assert code == 0 and "smoke-gsm8k-iter0" in out and "stopped early: iteration 1" in out
     reg = Registry(tmp_path)
-    assert reg.get("smoke-gsm8k-primer").summary["examples"] == 4
+    primer = reg.get("smoke-gsm8k-primer").summary
+    assert (primer["seed_examples"], primer["records"]) == (4, 6)  # and two of them again with a hint
     csqa = str(FIXTURES / "commonsenseqa_sample.jsonl")
     code = star.cli(
         [
