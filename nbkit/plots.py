@@ -12,15 +12,7 @@ def hardware_label() -> str:
     hw = hardware()
     if "gpu" in hw:
         return f"GPU {hw['gpu']}"
-    cpu = hw.get("cpu") or "CPU"
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"CPU {cpu}, {hw['threads']} threads"
+    return f"CPU {hw['cpu']}, {hw['threads']} threads"
 
 
 def caption(profile: str) -> str:

@@ -40,6 +40,18 @@ class RunError(NbkitError):
     """A registry operation was refused; the message says why and what to do."""
 
 
+def cpu_name() -> str:
+    """The CPU's model name, e.g. "AMD EPYC" (platform.processor() is empty on Linux)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def hardware() -> dict:
     """Where a run ran: enough to tell a laptop CPU run from an H100 one."""
     import torch
@@ -48,7 +60,7 @@ def hardware() -> dict:
         "platform": platform.platform(),
         "python": platform.python_version(),
         "torch": torch.__version__,
-        "cpu": platform.processor() or platform.machine(),
+        "cpu": cpu_name(),
         "cores": os.cpu_count(),
         "threads": torch.get_num_threads(),
     }
