@@ -293,7 +293,7 @@ def dpo(
     from datasets import Dataset
     from trl import DPOConfig, DPOTrainer
 
-    from nbkit.train import RegistryCallback, trainer_config
+    from nbkit.train import RegistryCallback, release, trainer_config
 
     if not pairs:
         raise BudgetError("dpo: no preference pairs to train on")
@@ -321,7 +321,7 @@ def dpo(
         callbacks=[RegistryCallback(run, "dpo/")] if run is not None else [],
     )
     trainer.train()
-    trainer.model.eval()
+    release(trainer.model).eval()
     return trainer
 
 

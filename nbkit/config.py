@@ -40,7 +40,9 @@ def from_dict(data: dict, cls, source: str = "config"):
     profile = data.pop("profile", None)
     unknown = sorted(set(data) - fields)
     if unknown:
-        raise ConfigError(f"{source}: unknown key(s) {unknown} for {cls.__name__}; valid keys: {sorted(fields)}")
+        raise ConfigError(
+            f"{source}: unknown key(s) {unknown} for {cls.__name__}; valid keys: {sorted(fields)}"
+        )
     base = cls.for_profile(profile) if profile is not None and hasattr(cls, "for_profile") else cls()
     return dataclasses.replace(base, **data)
 

@@ -19,7 +19,9 @@ def caption(profile: str) -> str:
     return f"profile: {profile} | {hardware_label()}"
 
 
-def accuracy_by_difficulty(results: dict[str, dict], title: str, profile: str, xlabel: str = "digits", ax=None):
+def accuracy_by_difficulty(
+    results: dict[str, dict], title: str, profile: str, xlabel: str = "digits", ax=None
+):
     """Grouped bars: results maps a label (e.g. "iteration 2") to {difficulty: accuracy}."""
     ax = ax or plt.subplots(figsize=(7, 3.5))[1]
     labels = list(results)

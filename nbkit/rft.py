@@ -384,7 +384,7 @@ def run_rft(cfg: RftConfig, registry=None, progress: bool = True):
     under `cfg.name` is returned as it is (re-running a notebook reuses finished runs)."""
     from nbkit.models import load
     from nbkit.runs import Registry
-    from nbkit.train import is_main_process, sft
+    from nbkit.train import is_main_process, release, sft
 
     reg = registry or Registry()
     if reg.exists(cfg.name):
@@ -430,6 +430,7 @@ def run_rft(cfg: RftConfig, registry=None, progress: bool = True):
         trainer = make_trainer(model, tok, cfg, records, [reward], run=run, callbacks=[probe_cb])
         start = time.perf_counter()
         trainer.train()
+        release(trainer.model)
         seconds = time.perf_counter() - start
         if run is not None:
             run.set_summary(**summarize(trainer, probe_cb, seconds, cfg))

@@ -53,8 +53,8 @@ RESUMABLE_CHANGES = {"iterations", "sample_batch_size", "verbose"}
 PROFILE_SIZES = {
     "smoke": dict(iterations=2, problems_per_iteration=12, seed_examples=8, step_scale=0.05, batch_size=4,
                   max_new_tokens=8, test_problems=6, primer_epochs=1.0, lr=1e-3, primer_lr=1e-3, verbose=False),
-    "cpu": dict(iterations=3, problems_per_iteration=144, seed_examples=64, batch_size=4, lr=1e-4,
-                primer_lr=1e-4, max_new_tokens=120, test_problems=120),
+    "cpu": dict(iterations=3, problems_per_iteration=64, seed_examples=64, step_scale=0.75, batch_size=4, lr=1e-4,
+                primer_lr=1e-4, temperature=1.0, samples_per_problem=2, max_new_tokens=64, test_problems=72),
 }
 # fmt: on
 
@@ -78,6 +78,9 @@ class StarConfig:
     iterations: int = _opt(16, "outer loops (the paper's arithmetic runs 16)")
     problems_per_iteration: int = _opt(10_000, "the train set; every iteration tries all of it (paper: 10k)")
     rationalization: bool = _opt(True, "retry failures with the correct answer as a hint")
+    keep: str = _opt(
+        "answer", "answer: keep rationales that end right (paper) | faithful: right at every step too"
+    )
     restart_from_base: bool = _opt(True, "fine-tune the seed model every iteration (paper), else the latest")
     first_steps: int = _opt(40, "optimizer steps in iteration 1 (paper: 40)")
     step_growth: float = _opt(0.2, "the step count grows by this share per iteration (paper: 20%)")
@@ -92,9 +95,7 @@ class StarConfig:
     seed_task_args: dict | None = _opt({"digits": [1, 2]}, "arithmetic: task arguments of the (easy) seeds")
     seed_rationales: str | list | None = _opt(None, "jsonl file or list: task rows plus 'rationale' (seeds)")
     primer_hints: float = _opt(
-        0.5,
-        "share of seeds the primer also sees with the answer as a hint (as the "
-        "paper's rationalization prompt shows it), so that rationalization works",
+        0.5, "share of the seed examples shown with the answer as a hint (see seed_examples)"
     )
     primer_epochs: float = _opt(3.0, "epochs of the primer SFT")
     primer_lr: float = _opt(5e-5, "learning rate of the primer SFT")
@@ -134,26 +135,33 @@ def step_schedule(iteration: int, first: int = 40, growth: float = 0.2, scale: f
 def split_rationale(text: str, answer_prefix: str = "Answer:") -> str:
     """The rationale part of a completion: everything before its last answer line.
 
-    Example: "Ones: 2 + 3 = 5. ...\\nAnswer: 5" -> "Ones: 2 + 3 = 5. ..."
+    Example: "2+3=5 -> 5\\nAnswer: 5" -> "2+3=5 -> 5"
     """
     cut = text.rfind(answer_prefix)
     return (text[:cut] if cut >= 0 else text).rstrip()
 
 
 def filter_rationales(
-    task, problems: list, texts: list[list[str]], hinted: bool = False
+    task, problems: list, texts: list[list[str]], hinted: bool = False, faithful: bool = False
 ) -> tuple[list, list]:
     """STaR's filter. texts: shape (n_problems, k). Returns (kept, failed).
 
     kept: [(example, rationale)], the first correct completion of each problem; failed: problems with none.
     A hinted completion that mentions the hint is not kept: it would be trained on without the hint.
+    faithful: also require every step to be right (`task.faithful`), not only the answer (not in the paper).
     Example: problems [2+3, 4+4], texts [["...Answer: 5"], ["...Answer: 9"]] -> ([(2+3, "...")], [4+4]).
     """
     if len(texts) != len(problems):
         raise ValueError(f"{len(problems)} problems but {len(texts)} groups of completions")
     kept, failed = [], []
     for ex, group in zip(problems, texts):
-        good = [t for t in group if task.is_correct(t, ex) and not (hinted and "hint" in t.lower())]
+        good = [
+            t
+            for t in group
+            if task.is_correct(t, ex)
+            and not (hinted and "hint" in t.lower())
+            and (not faithful or task.faithful(ex, split_rationale(t, task.answer_prefix)))
+        ]
         if good:
             kept.append((ex, split_rationale(good[0], task.answer_prefix)))
         else:
@@ -173,6 +181,22 @@ def iteration_stats(n_problems: int, n_correct: int, n_rationalized: int) -> dic
         "used_fraction": kept / n_problems if n_problems else 0.0,
         "correct_fraction": n_correct / n_problems if n_problems else 0.0,
     }
+
+
+def faithful_counts(task, kept: list, rationalized: list) -> dict:
+    """How many kept rationales are right at every step, not only at the end (tasks that can tell; else {}).
+
+    STaR cannot see this; it is a diagnostic. A small model given the answer as a hint often writes wrong steps
+    and then copies the hint, and those rationales are trained on like the others.
+    Example: 3 kept (all faithful), 4 rationalized (1 faithful) -> {"faithful_correct": 3, "faithful_rationalized": 1}
+    """
+    checks = {
+        name: [task.faithful(ex, r) for ex, r in pairs]
+        for name, pairs in (("faithful_correct", kept), ("faithful_rationalized", rationalized))
+    }
+    if any(v is None for vs in checks.values() for v in vs):
+        return {}
+    return {name: sum(vs) for name, vs in checks.items()}
 
 
 # ------------------------------------------------------------------------------------------- config and data
@@ -196,8 +220,10 @@ def validate(cfg: StarConfig) -> None:
         cfg.seed_examples >= 1, f"seed_examples must be >= 1 (got {cfg.seed_examples}): the loop needs a few"
     )
     need(cfg.iterations >= 1, f"iterations must be >= 1, got {cfg.iterations}")
+    need(0 <= cfg.primer_hints < 1, f"primer_hints is a share in [0, 1), got {cfg.primer_hints}")
     need(cfg.samples_per_problem >= 1, f"samples_per_problem must be >= 1, got {cfg.samples_per_problem}")
     need(cfg.temperature >= 0, f"temperature must be >= 0, got {cfg.temperature}")
+    need(cfg.keep in {"answer", "faithful"}, f"keep must be 'answer' or 'faithful', got {cfg.keep!r}")
     need(
         cfg.first_steps >= 1 and cfg.step_scale > 0 and cfg.step_growth >= 0,
         "first_steps must be >= 1, "
@@ -227,9 +253,16 @@ def build_task(cfg: StarConfig, seed_side: bool = False):
         raise ConfigError(f"task {cfg.task!r} does not take arguments {args}: {e}") from e
 
 
-def seed_examples(cfg: StarConfig, task) -> list:
-    """The rationale examples the primer trains on (or the few-shot prompt shows)."""
+def seed_examples(cfg: StarConfig, task) -> tuple[list, list]:
+    """(plain, hinted): the worked examples the primer (or the few-shot prompt) shows, and those the primer sees
+    with the answer as a hint.
 
+    The hinted ones demonstrate rationalization, as the paper's hint prompt does with worked examples and their
+    answers: `primer_hints` of the `seed_examples`, drawn for arithmetic from the whole task (every digit count)
+    while the plain ones come from the easy `seed_task_args`. The few-shot seed shows every example plainly.
+    """
+    n_hint = round(cfg.seed_examples * cfg.primer_hints) if cfg.seed == "primer" else 0
+    n_plain = cfg.seed_examples - n_hint
     rows = cfg.seed_rationales
     if isinstance(rows, str):
         path = Path(rows).expanduser()
@@ -241,33 +274,32 @@ def seed_examples(cfg: StarConfig, task) -> list:
             raise ConfigError(
                 f"seed_rationales are for loaded tasks (gsm8k, multiple_choice), not {cfg.task}"
             )
-        out = []
-        for row in rows[: cfg.seed_examples]:
-            if not row.get("rationale"):
-                raise ConfigError(f"a seed_rationales row has no 'rationale': {str(row)[:80]}")
-            out.append(dataclasses.replace(task.parse(row), rationale=str(row["rationale"])))
-        return out
-    pool = build_task(cfg, seed_side=True).train(cfg.seed_examples, salt="star-seed")
-    out = [ex for ex in pool if ex.rationale]
-    if not out:
+        if any(not row.get("rationale") for row in rows):
+            raise ConfigError("every seed_rationales row needs a 'rationale' field")
+        pool = [dataclasses.replace(task.parse(r), rationale=str(r["rationale"])) for r in rows]
+    elif cfg.task == "arithmetic":
+        plain = build_task(cfg, seed_side=True).train(n_plain, salt="star-seed")
+        return plain, task.train(n_hint, salt="star-hint")
+    else:
+        pool = [ex for ex in task.train(cfg.seed_examples, salt="star-seed") if ex.rationale]
+    if not pool:
         raise ConfigError(
             f"no seed examples: task {cfg.task!r} has no gold rationales; give seed_rationales (a jsonl file of "
             "rows in the task's format with a 'rationale' field)"
         )
-    return out
+    pool = pool[: cfg.seed_examples]
+    cut = max(1, round(len(pool) * (1 - n_hint / cfg.seed_examples)))
+    return pool[:cut], pool[cut:]
 
 
-def primer_records(task, seeds: list, hints: float = 0.5) -> list[dict]:
-    """SFT rows for the primer: every seed example, then a `hints` share of them again with the answer as a hint.
+def primer_records(task, plain: list, hinted: list) -> list[dict]:
+    """SFT rows for the primer: the plain examples, then the hinted ones with "(Hint: the answer is N.)" in the
+    prompt and the same kind of rationale as the answer (so the primer learns to use a hint: rationalization).
 
-    Example: 4 seeds, hints=0.5 -> 6 rows; rows 4 and 5 repeat seeds 0 and 2 with "(Hint: the answer is N.)".
-    The hinted ones are spread over the seeds (which come sorted by difficulty), so every difficulty gets some.
+    Example: 2 plain, 1 hinted -> 3 rows; the last prompt ends with "(Hint: the answer is 11.)".
     """
-    n = round(len(seeds) * hints)
-    hinted = [seeds[int(i * len(seeds) / n)] for i in range(n)] if n else []
-    return [task.sft_record(ex) for ex in seeds] + [
-        dict(task.sft_record(ex), prompt=task.chat(ex, hint=ex.answer)) for ex in hinted
-    ]
+    rows = [task.sft_record(ex) for ex in plain]
+    return rows + [dict(task.sft_record(ex), prompt=task.chat(ex, hint=ex.answer)) for ex in hinted]
 
 
 def train_problems(cfg: StarConfig, task, seeds: list) -> list:
@@ -351,9 +383,12 @@ class StarResult:
         import pandas as pd
 
         cols = ["iteration", "tried", "correct", "rationalized", "used_fraction", "steps", "accuracy"]
+        faithful = ["faithful_correct", "faithful_rationalized"]
+        if not any(k in s for s in self.iterations for k in faithful):
+            faithful = []
         return pd.DataFrame(
             {
-                **{c: s.get(c) for c in cols},
+                **{c: s.get(c) for c in cols + faithful},
                 **{f"acc_d{d}": a for d, a in s["by_difficulty"].items()},
                 "seconds": s.get("seconds"),
             }
@@ -432,15 +467,22 @@ def run_star(cfg: StarConfig, registry=None) -> StarResult:
     main = rank == 0
     reg = registry or Registry()
     task = build_task(cfg)
-    seeds = seed_examples(cfg, task)
-    problems, test = train_problems(cfg, task, seeds), held_out(task, cfg.test_problems)
+    if (
+        cfg.keep == "faithful"
+        and task.faithful(task.make(1, 1) if cfg.task == "arithmetic" else None, "") is None
+    ):
+        raise ConfigError(
+            f"keep='faithful' needs a task that can check each step; {cfg.task} cannot (use 'answer')"
+        )
+    plain, hinted = seed_examples(cfg, task)
+    problems, test = train_problems(cfg, task, plain + hinted), held_out(task, cfg.test_problems)
     star_cfg = {"star": dataclasses.asdict(cfg)}
     for i in range(cfg.iterations + 1):
         _check_resumable(reg, cfg, cfg.run_name(i))
     fewshot = cfg.seed == "fewshot"
 
     def chat(ex, hint=None):
-        return task.fewshot(seeds, ex, hint) if fewshot else task.chat(ex, hint)
+        return task.fewshot(plain, ex, hint) if fewshot else task.chat(ex, hint)
 
     def create(name: str, kind: str, parent: str | None, config: dict):
         return reg.create(name, kind=kind, config={**config, **star_cfg}, parent=parent) if main else None
@@ -462,9 +504,9 @@ def run_star(cfg: StarConfig, registry=None) -> StarResult:
         return held[run_name]
 
     if not reg.exists(seed_run):  # the primer (a base run always exists on rank 0 by now)
-        say(f"[star] primer: SFT on {len(seeds)} seed rationales -> {seed_run}")
+        say(f"[star] primer: SFT on {len(plain)} seed rationales + {len(hinted)} with a hint -> {seed_run}")
         t0, (model, tok) = _now(), model_of(base)
-        records = primer_records(task, seeds, cfg.primer_hints)
+        records = primer_records(task, plain, hinted)
         writer = create(seed_run, "star-primer", base, {"model": cfg.model})
         with writer or contextlib.nullcontext():
             model = _sft(
@@ -475,7 +517,8 @@ def run_star(cfg: StarConfig, registry=None) -> StarResult:
                 model,
                 tok,
                 {"rationales.jsonl": records},
-                seed_examples=len(seeds),
+                seed_examples=len(plain),
+                hinted_examples=len(hinted),
                 records=len(records),
                 **_since(t0),
             )
@@ -513,7 +556,8 @@ def run_star(cfg: StarConfig, registry=None) -> StarResult:
         texts = _sample(
             cfg, model, tok, [chat(ex) for ex in mine], 1000 * cfg.rng_seed + i, f"iter {i}: rationales"
         )
-        kept, failed = filter_rationales(task, mine, texts)
+        faithful = cfg.keep == "faithful"
+        kept, failed = filter_rationales(task, mine, texts, faithful=faithful)
         # 3: rationalization: the answer as a hint in the prompt; what is kept is trained on without it
         rationalized = []
         if cfg.rationalization and failed:
@@ -521,14 +565,20 @@ def run_star(cfg: StarConfig, registry=None) -> StarResult:
             texts = _sample(
                 cfg, model, tok, hinted, 1000 * cfg.rng_seed + 500 + i, f"iter {i}: rationalizing"
             )
-            rationalized, _ = filter_rationales(task, failed, texts, hinted=True)
+            rationalized, _ = filter_rationales(task, failed, texts, hinted=True, faithful=faithful)
         kept, rationalized = _gather(kept, world), _gather(rationalized, world)
         stats = iteration_stats(len(problems), len(kept), len(rationalized))
         stats["kept_by_difficulty"] = _count_by_difficulty([ex for ex, _ in kept + rationalized])
+        stats.update(faithful_counts(task, kept, rationalized))
         stats["seconds_sampling"] = _since(t0)["seconds"]
         say(
             f"[star] iteration {i}: {stats['correct']}/{stats['tried']} correct, {stats['rationalized']} "
             f"rationalized -> training on {stats['kept']} ({stats['used_fraction']:.0%} of the train set)"
+            + (
+                f"; right at every step: {stats['faithful_correct']} and {stats['faithful_rationalized']}"
+                if "faithful_correct" in stats
+                else ""
+            )
         )
         if stats["kept"] == 0:
             stopped = (

@@ -115,9 +115,20 @@ def sft(
         callbacks=([RegistryCallback(run, prefix)] if run is not None else []) + (callbacks or []),
     )
     trainer.train()
-    model = trainer.model
-    model.eval()
+    release(trainer.model).eval()
     return trainer
+
+
+def release(model):
+    """Undo what accelerate's `prepare` leaves on a trained model: an instance-level `forward` bound to it.
+
+    Without this, `copy.deepcopy(model)` returns a copy whose forward still runs the *original's* weights, so a
+    copy fine-tuned afterwards scores exactly like its parent. This hid every STaR iteration's training (each
+    restarts from a deep copy of the in-memory primer) until it was measured. Returns the model.
+    """
+    model.__dict__.pop("forward", None)
+    model.__dict__.pop("_is_accelerate_prepared", None)
+    return model
 
 
 def is_main_process() -> bool:

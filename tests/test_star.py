@@ -91,7 +91,8 @@ def no_training(monkeypatch):
 
 def expected_counts(cfg: StarConfig) -> tuple[int, int]:
     task = star.build_task(cfg)
-    problems = star.train_problems(cfg, task, star.seed_examples(cfg, task))
+    plain, hinted = star.seed_examples(cfg, task)
+    problems = star.train_problems(cfg, task, plain + hinted)
     correct = [p for p in problems if solvable(p.meta["a"], p.meta["b"])]
     rationalized = [
         p
@@ -139,17 +140,56 @@ def test_filter_keeps_first_correct_and_drops_hint_mentions():
         filter_rationales(task, [p1, p2], [["a"]])
 
 
-def test_primer_records_add_hinted_copies():
+def test_primer_records_show_the_hint_format():
     task = Arithmetic()
-    seeds = [task.make(1, 2), task.make(3, 4), task.make(5, 6), task.make(7, 8)]
-    rows = star.primer_records(task, seeds, hints=0.5)
-    assert len(rows) == 6
-    assert [r["prompt"][-1]["content"] for r in rows[4:]] == [
-        "What is 1 + 2?\n(Hint: the answer is 3.)",
+    rows = star.primer_records(task, [task.make(1, 2), task.make(3, 4)], [task.make(5, 6)])
+    assert len(rows) == 3
+    assert [r["prompt"][-1]["content"] for r in rows] == [
+        "What is 1 + 2?",
+        "What is 3 + 4?",
         "What is 5 + 6?\n(Hint: the answer is 11.)",
     ]
-    assert rows[4]["completion"] == rows[0]["completion"]  # the same rationale, hint or not
-    assert len(star.primer_records(task, seeds, hints=0.0)) == 4
+    assert rows[2]["completion"][0]["content"] == task.target(task.make(5, 6))  # the rationale, not the hint
+
+
+def test_seed_examples_split_plain_and_hinted():
+    cfg = smoke(seed_examples=8, primer_hints=0.5)
+    plain, hinted = star.seed_examples(cfg, star.build_task(cfg))
+    assert len(plain) == len(hinted) == 4
+    assert {ex.difficulty for ex in plain} <= {1, 2}  # easy problems, shown plainly
+    assert max(ex.difficulty for ex in hinted) == 3  # hinted demonstrations span every digit count
+    fewshot = dataclasses.replace(cfg, seed="fewshot")
+    plain, hinted = star.seed_examples(fewshot, star.build_task(fewshot))
+    assert (len(plain), len(hinted)) == (8, 0)
+
+
+def test_the_faithful_filter_drops_a_right_answer_reached_by_wrong_steps():
+    task = Arithmetic()
+    ex = task.make(47, 85)
+    right, copied = (
+        "7+5=12 -> 2\n4+8+1=13 -> 32\ncarry 1 -> 132\nAnswer: 132",
+        "7+5=12 -> 2\ncarry 1 -> 132\nAnswer: 132",
+    )
+    assert filter_rationales(task, [ex], [[copied, right]])[0] == [
+        (ex, copied.rsplit("\n", 1)[0])
+    ]  # the paper's
+    assert filter_rationales(task, [ex], [[copied, right]], faithful=True)[0] == [
+        (ex, right.rsplit("\n", 1)[0])
+    ]
+    assert filter_rationales(task, [ex], [[copied]], faithful=True) == ([], [ex])
+
+
+def test_faithful_counts_tell_right_steps_from_a_copied_hint():
+    task = Arithmetic()
+    a, b = task.make(47, 85), task.make(3, 4)
+    kept = [(b, "3+4=7 -> 7")]
+    rationalized = [(a, "7+5=12 -> 2\n4+8+1=13 -> 32\ncarry 1 -> 132"), (a, "7+5=12 -> 2\ncarry 1 -> 132")]
+    assert star.faithful_counts(task, kept, rationalized) == {
+        "faithful_correct": 1,
+        "faithful_rationalized": 1,
+    }
+    gsm = star.build_task(smoke(task="gsm8k", task_args={"source": str(FIXTURES / "gsm8k_sample.jsonl")}))
+    assert star.faithful_counts(gsm, [(gsm.train(1)[0], "any text")], []) == {}
 
 
 def test_iteration_stats_golden():
@@ -176,6 +216,16 @@ def test_iteration_stats_golden():
         ({"seed": "magic"}, "seed must be 'primer' or 'fewshot'"),
         ({"temperature": -1.0}, "temperature must be >= 0"),
         ({"iterations": 0}, "iterations must be >= 1"),
+        ({"primer_hints": 1.0}, "primer_hints is a share in [0, 1)"),
+        ({"keep": "steps"}, "keep must be 'answer' or 'faithful'"),
+        (
+            {
+                "keep": "faithful",
+                "task": "gsm8k",
+                "task_args": {"source": str(FIXTURES / "gsm8k_sample.jsonl")},
+            },
+            "keep='faithful' needs a task that can check each step",
+        ),
     ],
 )
 def test_bad_config_fails_at_once(change, message, registry):
@@ -362,7 +412,7 @@ def test_cli_gsm8k_and_multiple_choice_fixtures(tmp_path, capsys):
     assert code == 0 and "smoke-gsm8k-iter0" in out and "stopped early: iteration 1" in out
     reg = Registry(tmp_path)
     primer = reg.get("smoke-gsm8k-primer").summary
-    assert (primer["seed_examples"], primer["records"]) == (4, 6)  # and two of them again with a hint
+    assert (primer["seed_examples"], primer["hinted_examples"], primer["records"]) == (2, 2, 4)
     csqa = str(FIXTURES / "commonsenseqa_sample.jsonl")
     code = star.cli(
         [

@@ -9,18 +9,15 @@ from nbkit.tasks.arithmetic import in_test_split, scratchpad
 
 
 def test_scratchpad_golden():
-    assert scratchpad(47, 85) == (
-        "Ones: 7 + 5 = 12. Write 2, carry 1. So far: 2\n"
-        "Tens: 4 + 8 + 1 = 13. Write 3, carry 1. So far: 32\n"
-        "Carry: 1. So far: 132"
-    )
-    assert scratchpad(3, 4) == "Ones: 3 + 4 = 7. Write 7, carry 0. So far: 7"
+    assert scratchpad(47, 85) == "7+5=12 -> 2\n4+8+1=13 -> 32\ncarry 1 -> 132"
+    assert scratchpad(478, 385) == "8+5=13 -> 3\n7+8+1=16 -> 63\n4+3+1=8 -> 863"
+    assert scratchpad(3, 4) == "3+4=7 -> 7"
 
 
 @given(st.integers(0, 99999), st.integers(0, 99999))
 @settings(max_examples=200, deadline=None)
 def test_scratchpad_always_ends_in_the_sum(a, b):
-    assert scratchpad(a, b).rsplit("So far: ", 1)[1] == str(a + b)
+    assert scratchpad(a, b).rsplit("-> ", 1)[1] == str(a + b)
     task = Arithmetic()
     ex = task.make(a, b)
     assert task.is_correct(task.target(ex), ex)
@@ -47,7 +44,7 @@ def test_arithmetic_bad_inputs():
 @pytest.mark.parametrize(
     "text,expected",
     [
-        ("So far: 132\nAnswer: 132", "132"),
+        ("carry 1 -> 132\nAnswer: 132", "132"),
         ("The sum is 12.", "12"),
         ("Answer: 1,024", "1,024"),
         ("no idea", None),
@@ -144,3 +141,11 @@ def test_get_task():
     assert isinstance(get_task("arithmetic", digits=(2,)), Arithmetic)
     with pytest.raises(TaskError, match="known tasks: arithmetic, gsm8k, multiple_choice"):
         get_task("sudoku")
+
+
+def test_faithful_checks_every_step_not_only_the_answer():
+    task = Arithmetic()
+    ex = task.make(47, 85)
+    assert task.faithful(ex, "7+5=12 -> 2\n4+8+1=13 -> 32\ncarry 1 -> 132\n")
+    assert not task.faithful(ex, "7+5=12 -> 2\n4+8=12 -> 32\ncarry 1 -> 132")  # right answer, a wrong step
+    assert GSM8K(FIXTURES / "gsm8k_sample.jsonl").faithful(ex, "anything") is None

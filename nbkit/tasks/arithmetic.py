@@ -1,13 +1,18 @@
 """n-digit addition, the STaR paper's arithmetic task, with a column-by-column scratchpad.
 
-The paper's scratchpad (Nye et al. 2021) lists digit pairs and carries. Ours says the same thing in words and keeps a
-running result, so that reading off the answer is a copy, which a 135M model can learn from 64 examples:
+The paper's scratchpad (Nye et al. 2021) lists digit pairs and carries. Ours adds one column per line, right to left,
+with the carry from the line before, and keeps a running result, so that reading off the answer is a copy:
 
     What is 47 + 85?
-    Ones: 7 + 5 = 12. Write 2, carry 1. So far: 2
-    Tens: 4 + 8 + 1 = 13. Write 3, carry 1. So far: 32
-    Carry: 1. So far: 132
+    7+5=12 -> 2
+    4+8+1=13 -> 32
+    carry 1 -> 132
     Answer: 132
+
+It is deliberately terse: SmolLM2's tokenizer spells every digit as a token, so a 3-digit scratchpad is 42 tokens
+here against 96 for the same steps in words ("Ones: 8 + 5 = 13. Write 3, carry 1. So far: 3"), and sampling and
+fine-tuning cost is proportional to tokens. Measured with SmolLM2-135M: a 64-example primer reaches about the same
+accuracy on either (2-digit 31% vs 38%, 3-digit 0% on both).
 
 Train and test are disjoint by construction: a problem's split is a hash of (a, b), so no seed or size can leak
 test problems into training.
@@ -21,25 +26,23 @@ import re
 
 from nbkit.tasks.base import Example, Task, TaskError
 
-COLUMNS = ["Ones", "Tens", "Hundreds", "Thousands", "Ten-thousands", "Hundred-thousands"]
 _ANSWER = re.compile(r"Answer:\s*(-?[\d,]+)")
 _NUMBER = re.compile(r"-?\d[\d,]*")
 
 
 def scratchpad(a: int, b: int) -> str:
-    """Example: scratchpad(47, 85) -> the four lines in the module docstring, without the Answer line."""
+    """Example: scratchpad(47, 85) -> the three lines in the module docstring, without the Answer line."""
     da, db = str(a)[::-1], str(b)[::-1]
     lines, carry, so_far = [], 0, ""
     for i in range(max(len(da), len(db))):
         x, y = int(da[i]) if i < len(da) else 0, int(db[i]) if i < len(db) else 0
         total = x + y + carry
-        expr = f"{x} + {y}" + (f" + {carry}" if carry else "")
+        expr = f"{x}+{y}" + (f"+{carry}" if carry else "")
         carry, digit = divmod(total, 10)
         so_far = f"{digit}{so_far}"
-        col = COLUMNS[i] if i < len(COLUMNS) else f"Column {i + 1}"
-        lines.append(f"{col}: {expr} = {total}. Write {digit}, carry {carry}. So far: {so_far}")
+        lines.append(f"{expr}={total} -> {so_far}")
     if carry:
-        lines.append(f"Carry: {carry}. So far: {carry}{so_far}")
+        lines.append(f"carry {carry} -> {carry}{so_far}")
     return "\n".join(lines)
 
 
@@ -104,8 +107,13 @@ class Arithmetic(Task):
     def test(self, n: int) -> list[Example]:
         return self._draw(n, test=True, salt="test")
 
+    def faithful(self, ex: Example, rationale: str) -> bool:
+        """Example: 47 + 85 with "7+5=12 -> 2\\n4+8+1=13 -> 32\\ncarry 1 -> 132" -> True; with
+        "7+5=12 -> 2\\n4+8=12 -> 32\\ncarry 1 -> 132" (right answer, a wrong step) -> False."""
+        return rationale.strip() == scratchpad(ex.meta["a"], ex.meta["b"])
+
     def extract_answer(self, text: str) -> str | None:
-        """Example: "...So far: 132\\nAnswer: 132" -> "132"; "The sum is 12." -> "12" (last number)."""
+        """Example: "...carry 1 -> 132\\nAnswer: 132" -> "132"; "The sum is 12." -> "12" (last number)."""
         m = _ANSWER.findall(text)
         if m:
             return m[-1]

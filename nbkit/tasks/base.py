@@ -56,6 +56,14 @@ class Task:
         """A correct worked rationale for `ex`, if the task can write or look one up (seed data)."""
         return ex.rationale
 
+    def faithful(self, ex: Example, rationale: str) -> bool | None:
+        """Is every step of `rationale` right, not just its final answer? None: this task cannot tell.
+
+        STaR keeps a rationale when it *ends* at the right answer; this checks the way there, where the task
+        has a single correct procedure (arithmetic's scratchpad). Free-text rationales (GSM8K) return None.
+        """
+        return None
+
     # --------------------------------------------------------------------------------------------- prompts
     def prompt(self, ex: Example, hint: str | None = None) -> str:
         """The user turn. `hint` is STaR's rationalization hint: the correct answer, given up front."""
