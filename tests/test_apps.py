@@ -599,7 +599,8 @@ def test_cli_serves_with_auth_and_explains_a_missing_share_link(tmp_path):
         assert httpx.get(f"http://127.0.0.1:{port}/config").status_code == 401
     finally:
         proc.send_signal(signal.SIGINT)
-        assert proc.wait(timeout=120) == 0  # Ctrl-C exits cleanly; a loaded 2-core box needs time
+        rest = proc.communicate(timeout=120)[0]  # drains stdout: wait() with a full pipe would deadlock
+        assert proc.returncode == 0, rest  # Ctrl-C exits cleanly
 
 
 def test_cli_bad_auth_is_one_line(capsys):
