@@ -579,7 +579,11 @@ def test_cli_serves_with_auth_and_explains_a_missing_share_link(tmp_path):
     port = free_port()
     cmd = [sys.executable, "-m", "nbkit.cli", "chat", "tiny", "--profile", "smoke", "--port", str(port)]
     cmd += ["--auth", "bob:pw", "--share", "--registry", str(tmp_path / "runs")]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    # as from a terminal: under pytest-xdist SIGINT is ignored, and a child started that way ignores Ctrl-C too
+    default_sigint = lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)  # noqa: E731
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, preexec_fn=default_sigint
+    )
     lines = []
     try:
         deadline = time.monotonic() + 180
