@@ -42,8 +42,7 @@ def main():
     print(f"primer: {accuracy(cfg, task, primer, tok, test)}")
     for lr in args.lr or [cfg.lr]:
         model, t0 = copy.deepcopy(primer), time.perf_counter()
-        star._sft(cfg, model, tok, records, cfg.steps(1), lr, None)
-        model.eval()
+        star._sft(cfg, model, tok, records, cfg.steps(1), lr, None)  # leaves the model in eval mode
         took = time.perf_counter() - t0
         print(
             f"gold rationales for {len(train)} problems, {cfg.steps(1)} steps at lr {lr:g} ({took:.0f} s): "

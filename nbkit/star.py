@@ -155,15 +155,14 @@ def filter_rationales(
         raise ValueError(f"{len(problems)} problems but {len(texts)} groups of completions")
     kept, failed = [], []
     for ex, group in zip(problems, texts):
-        good = [
-            t
+        good = (
+            split_rationale(t, task.answer_prefix)
             for t in group
-            if task.is_correct(t, ex)
-            and not (hinted and "hint" in t.lower())
-            and (not faithful or task.faithful(ex, split_rationale(t, task.answer_prefix)))
-        ]
-        if good:
-            kept.append((ex, split_rationale(good[0], task.answer_prefix)))
+            if task.is_correct(t, ex) and not (hinted and "hint" in t.lower())
+        )
+        first = next((r for r in good if not faithful or task.faithful(ex, r)), None)
+        if first is not None:
+            kept.append((ex, first))
         else:
             failed.append(ex)
     return kept, failed
@@ -467,10 +466,7 @@ def run_star(cfg: StarConfig, registry=None) -> StarResult:
     main = rank == 0
     reg = registry or Registry()
     task = build_task(cfg)
-    if (
-        cfg.keep == "faithful"
-        and task.faithful(task.make(1, 1) if cfg.task == "arithmetic" else None, "") is None
-    ):
+    if cfg.keep == "faithful" and task.faithful(task.train(1)[0], "") is None:
         raise ConfigError(
             f"keep='faithful' needs a task that can check each step; {cfg.task} cannot (use 'answer')"
         )
