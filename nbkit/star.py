@@ -54,7 +54,8 @@ PROFILE_SIZES = {
     "smoke": dict(iterations=2, problems_per_iteration=12, seed_examples=8, step_scale=0.05, batch_size=4,
                   max_new_tokens=8, test_problems=6, primer_epochs=1.0, lr=1e-3, primer_lr=1e-3, verbose=False),
     "cpu": dict(iterations=3, problems_per_iteration=64, seed_examples=64, step_scale=0.75, batch_size=4, lr=1e-4,
-                primer_lr=1e-4, temperature=1.0, samples_per_problem=2, max_new_tokens=64, test_problems=72),
+                primer_lr=1e-4, temperature=1.0, samples_per_problem=2, max_new_tokens=96, test_problems=72,
+                task_args={"digits": [1, 2, 3], "system": ""}),
 }
 # fmt: on
 

@@ -169,7 +169,7 @@ def test_pairs_from_a_fake_sampler_keep_wrong_answers_round_robin():
         ("What is 2 + 3?", "Answer: 5", "Answer: 7"),
     ]
     with_rationale = preference_pairs(task, exs, wrong, rationale=True)[0]["chosen"][0]["content"]
-    assert with_rationale == "2+3=5 -> 5\nAnswer: 5"
+    assert with_rationale == "2+3: 2+3=5 -> 5\nAnswer: 5"
 
 
 def test_a_task_with_no_incorrect_samples_fails_with_one_clear_line():

@@ -167,8 +167,8 @@ def test_the_faithful_filter_drops_a_right_answer_reached_by_wrong_steps():
     task = Arithmetic()
     ex = task.make(47, 85)
     right, copied = (
-        "7+5=12 -> 2\n4+8+1=13 -> 32\ncarry 1 -> 132\nAnswer: 132",
-        "7+5=12 -> 2\ncarry 1 -> 132\nAnswer: 132",
+        "47+85: 7+5=12 -> 2\n4+8: 4+8+1=13 -> 32\ncarry 1 -> 132\nAnswer: 132",
+        "47+85: 7+5=12 -> 2\ncarry 1 -> 132\nAnswer: 132",
     )
     assert filter_rationales(task, [ex], [[copied, right]])[0] == [
         (ex, copied.rsplit("\n", 1)[0])
@@ -182,8 +182,8 @@ def test_the_faithful_filter_drops_a_right_answer_reached_by_wrong_steps():
 def test_faithful_counts_tell_right_steps_from_a_copied_hint():
     task = Arithmetic()
     a, b = task.make(47, 85), task.make(3, 4)
-    kept = [(b, "3+4=7 -> 7")]
-    rationalized = [(a, "7+5=12 -> 2\n4+8+1=13 -> 32\ncarry 1 -> 132"), (a, "7+5=12 -> 2\ncarry 1 -> 132")]
+    kept = [(b, "3+4: 3+4=7 -> 7")]
+    rationalized = [(a, "47+85: 7+5=12 -> 2\n4+8: 4+8+1=13 -> 32\ncarry 1 -> 132"), (a, "47+85: 7+5=12 -> 2\ncarry 1 -> 132")]
     assert star.faithful_counts(task, kept, rationalized) == {
         "faithful_correct": 1,
         "faithful_rationalized": 1,

@@ -9,9 +9,10 @@ from nbkit.tasks.arithmetic import in_test_split, scratchpad
 
 
 def test_scratchpad_golden():
-    assert scratchpad(47, 85) == "7+5=12 -> 2\n4+8+1=13 -> 32\ncarry 1 -> 132"
-    assert scratchpad(478, 385) == "8+5=13 -> 3\n7+8+1=16 -> 63\n4+3+1=8 -> 863"
-    assert scratchpad(3, 4) == "3+4=7 -> 7"
+    assert scratchpad(47, 85) == "47+85: 7+5=12 -> 2\n4+8: 4+8+1=13 -> 32\ncarry 1 -> 132"
+    assert scratchpad(478, 385) == "478+385: 8+5=13 -> 3\n47+38: 7+8+1=16 -> 63\n4+3: 4+3+1=8 -> 863"
+    assert scratchpad(3, 4) == "3+4: 3+4=7 -> 7"
+    assert scratchpad(47, 5) == "47+5: 7+5=12 -> 2\n4+0: 4+0+1=5 -> 52"  # a shorter number runs out as 0
 
 
 @given(st.integers(0, 99999), st.integers(0, 99999))
@@ -76,6 +77,10 @@ def test_prompts_chat_hint_and_fewshot():
     assert [m["role"] for m in shots] == ["user", "assistant", "user"]
     rec = task.sft_record(ex)
     assert rec["completion"][0]["content"].endswith("Answer: 132") and rec["answer"] == "132"
+    quiet = Arithmetic(system="")  # an empty system turn keeps a chat template from inserting its default
+    assert quiet.chat(ex)[0] == {"role": "system", "content": ""}
+    assert [m["role"] for m in quiet.fewshot([task.make(1, 2)], ex)] == ["system", "user", "assistant", "user"]
+    assert quiet.sft_record(ex)["prompt"][0]["role"] == "system"
 
 
 def test_accuracy_table():
@@ -146,6 +151,6 @@ def test_get_task():
 def test_faithful_checks_every_step_not_only_the_answer():
     task = Arithmetic()
     ex = task.make(47, 85)
-    assert task.faithful(ex, "7+5=12 -> 2\n4+8+1=13 -> 32\ncarry 1 -> 132\n")
-    assert not task.faithful(ex, "7+5=12 -> 2\n4+8=12 -> 32\ncarry 1 -> 132")  # right answer, a wrong step
+    assert task.faithful(ex, "47+85: 7+5=12 -> 2\n4+8: 4+8+1=13 -> 32\ncarry 1 -> 132\n")
+    assert not task.faithful(ex, "47+85: 7+5=12 -> 2\n4+8: 4+8=12 -> 32\ncarry 1 -> 132")  # a wrong step
     assert GSM8K(FIXTURES / "gsm8k_sample.jsonl").faithful(ex, "anything") is None

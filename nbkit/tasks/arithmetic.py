@@ -1,18 +1,21 @@
 """n-digit addition, the STaR paper's arithmetic task, with a column-by-column scratchpad.
 
-The paper's scratchpad (Nye et al. 2021) lists digit pairs and carries. Ours adds one column per line, right to left,
-with the carry from the line before, and keeps a running result, so that reading off the answer is a copy:
+The paper's scratchpad (Nye et al. 2021) lists digit pairs and carries. Ours adds one column per line, right to left.
+Each line starts with what is left of the two numbers, then adds their last digits and the carry, and keeps a running
+result, so that every step reads only what sits right next to it and the answer is a copy:
 
-    What is 47 + 85?
-    7+5=12 -> 2
-    4+8+1=13 -> 32
-    carry 1 -> 132
-    Answer: 132
+    What is 847 + 285?
+    847+285: 7+5=12 -> 2
+    84+28: 4+8+1=13 -> 32
+    8+2: 8+2+1=11 -> 132
+    carry 1 -> 1132
+    Answer: 1132
 
-It is deliberately terse: SmolLM2's tokenizer spells every digit as a token, so a 3-digit scratchpad is 42 tokens
-here against 96 for the same steps in words ("Ones: 8 + 5 = 13. Write 3, carry 1. So far: 3"), and sampling and
-fine-tuning cost is proportional to tokens. Measured with SmolLM2-135M: a 64-example primer reaches about the same
-accuracy on either (2-digit 31% vs 38%, 3-digit 0% on both).
+Why the numbers are written out again on every line: without them ("7+5=12 -> 2 / 4+8+1=13 -> 32 / ...", 42
+tokens for a 3-digit sum instead of 76), SmolLM2-135M primed on 1-2 digit sums took the *first* digits as the second
+column of a 3-digit sum (847 + 285 -> "8+2+1" on line two) in 16 of 23 wrong 3-digit answers, even after fine-tuning
+on gold 3-digit scratchpads; finding "the second digit from the right" is a position lookup a small model does not
+carry over to longer numbers. With the shrinking numbers, line two's digits are the last ones before "+" and ":".
 
 Train and test are disjoint by construction: a problem's split is a hash of (a, b), so no seed or size can leak
 test problems into training.
@@ -31,16 +34,17 @@ _NUMBER = re.compile(r"-?\d[\d,]*")
 
 
 def scratchpad(a: int, b: int) -> str:
-    """Example: scratchpad(47, 85) -> the three lines in the module docstring, without the Answer line."""
-    da, db = str(a)[::-1], str(b)[::-1]
+    """Example: scratchpad(847, 285) -> the four lines in the module docstring, without the Answer line."""
+    sa, sb = str(a), str(b)
     lines, carry, so_far = [], 0, ""
-    for i in range(max(len(da), len(db))):
-        x, y = int(da[i]) if i < len(da) else 0, int(db[i]) if i < len(db) else 0
+    while sa or sb:
+        x, y = int(sa[-1]) if sa else 0, int(sb[-1]) if sb else 0
         total = x + y + carry
-        expr = f"{x}+{y}" + (f"+{carry}" if carry else "")
+        expr = f"{sa or 0}+{sb or 0}: {x}+{y}" + (f"+{carry}" if carry else "")
         carry, digit = divmod(total, 10)
         so_far = f"{digit}{so_far}"
         lines.append(f"{expr}={total} -> {so_far}")
+        sa, sb = sa[:-1], sb[:-1]
     if carry:
         lines.append(f"carry {carry} -> {carry}{so_far}")
     return "\n".join(lines)
@@ -56,11 +60,13 @@ class Arithmetic(Task):
 
     name = "arithmetic"
 
-    def __init__(self, digits: tuple[int, ...] | list[int] = (1, 2, 3), seed: int = 0):
+    def __init__(
+        self, digits: tuple[int, ...] | list[int] = (1, 2, 3), seed: int = 0, system: str | None = None
+    ):
         digits = tuple(int(d) for d in digits)
         if not digits or any(d < 1 or d > 6 for d in digits):
             raise TaskError(f"arithmetic digits must be between 1 and 6, got {digits}")
-        self.digits, self.seed = digits, seed
+        self.digits, self.seed, self.system = digits, seed, system
 
     def question_text(self, ex: Example) -> str:
         return f"What is {ex.meta['a']} + {ex.meta['b']}?"

@@ -41,6 +41,9 @@ class Task:
     name = "task"
     answer_prefix = "Answer:"
     instruction = ""  # prepended to every question, e.g. how to format the answer
+    # The system message of every chat. None leaves it to the chat template, which may insert a default (SmolLM2:
+    # "You are a helpful AI assistant named SmolLM, trained by Hugging Face", 16 tokens); "" sends an empty one.
+    system: str | None = None
 
     # ----------------------------------------------------------------------------------------- to override
     def question_text(self, ex: Example) -> str:
@@ -73,7 +76,8 @@ class Task:
         return text
 
     def chat(self, ex: Example, hint: str | None = None, system: str | None = None) -> list[dict]:
-        msgs = [{"role": "system", "content": system}] if system else []
+        system = self.system if system is None else system
+        msgs = [{"role": "system", "content": system}] if system is not None else []
         return msgs + [{"role": "user", "content": self.prompt(ex, hint)}]
 
     def target(self, ex: Example, rationale: str | None = None) -> str:
@@ -97,7 +101,7 @@ class Task:
 
     def fewshot(self, shots: list[Example], ex: Example, hint: str | None = None) -> list[dict]:
         """A chat with worked examples as earlier turns, then the question (the paper's few-shot seed)."""
-        msgs: list[dict] = []
+        msgs = [{"role": "system", "content": self.system}] if self.system is not None else []
         for s in shots:
             msgs += [
                 {"role": "user", "content": self.prompt(s)},
