@@ -49,13 +49,16 @@ RESUMABLE_CHANGES = {"iterations", "sample_batch_size", "verbose"}
 
 
 # What each profile changes from the paper's defaults (the gpu profile keeps them). cpu: measured on 2 cores.
+# cpu keeps a rationale only when every step is right: with the paper's answer-only filter, SmolLM2-135M given the
+# answer as a hint skips columns and copies the hint, trains on that, and held-out accuracy fell over 3 iterations
+# (36% -> 34% -> 21% -> 27%); with the faithful filter it went 36% -> 36% -> 34% -> 43% (see the 01 notebook).
 # fmt: off
 PROFILE_SIZES = {
     "smoke": dict(iterations=2, problems_per_iteration=12, seed_examples=8, step_scale=0.05, batch_size=4,
                   max_new_tokens=8, test_problems=6, primer_epochs=1.0, lr=1e-3, primer_lr=1e-3, verbose=False),
     "cpu": dict(iterations=3, problems_per_iteration=64, seed_examples=64, step_scale=0.75, batch_size=4, lr=1e-4,
                 primer_lr=1e-4, temperature=1.0, samples_per_problem=2, max_new_tokens=96, test_problems=72,
-                task_args={"digits": [1, 2, 3], "system": ""}),
+                task_args={"digits": [1, 2, 3], "system": ""}, keep="faithful"),
 }
 # fmt: on
 

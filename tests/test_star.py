@@ -183,7 +183,10 @@ def test_faithful_counts_tell_right_steps_from_a_copied_hint():
     task = Arithmetic()
     a, b = task.make(47, 85), task.make(3, 4)
     kept = [(b, "3+4: 3+4=7 -> 7")]
-    rationalized = [(a, "47+85: 7+5=12 -> 2\n4+8: 4+8+1=13 -> 32\ncarry 1 -> 132"), (a, "47+85: 7+5=12 -> 2\ncarry 1 -> 132")]
+    rationalized = [
+        (a, "47+85: 7+5=12 -> 2\n4+8: 4+8+1=13 -> 32\ncarry 1 -> 132"),
+        (a, "47+85: 7+5=12 -> 2\ncarry 1 -> 132"),
+    ]
     assert star.faithful_counts(task, kept, rationalized) == {
         "faithful_correct": 1,
         "faithful_rationalized": 1,

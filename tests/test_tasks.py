@@ -79,7 +79,8 @@ def test_prompts_chat_hint_and_fewshot():
     assert rec["completion"][0]["content"].endswith("Answer: 132") and rec["answer"] == "132"
     quiet = Arithmetic(system="")  # an empty system turn keeps a chat template from inserting its default
     assert quiet.chat(ex)[0] == {"role": "system", "content": ""}
-    assert [m["role"] for m in quiet.fewshot([task.make(1, 2)], ex)] == ["system", "user", "assistant", "user"]
+    roles = [m["role"] for m in quiet.fewshot([task.make(1, 2)], ex)]
+    assert roles == ["system", "user", "assistant", "user"]
     assert quiet.sft_record(ex)["prompt"][0]["role"] == "system"
 
 
