@@ -23,11 +23,22 @@ def on_gpu() -> bool:
     return torch.cuda.is_available()
 
 
+_scratch: tempfile.TemporaryDirectory | None = None
+
+
+def scratch_dir() -> str:
+    """One output_dir for every trainer in this process (they save nothing there), removed when it exits."""
+    global _scratch
+    if _scratch is None:
+        _scratch = tempfile.TemporaryDirectory(prefix="nbkit-trainer-")
+    return _scratch.name
+
+
 def trainer_config(cls, output_dir: str | None = None, **overrides):
     """A TRL config object of class `cls` with laptop-safe defaults; `overrides` win."""
     gpu = on_gpu()
     defaults = dict(
-        output_dir=output_dir or tempfile.mkdtemp(prefix="nbkit-trainer-"),
+        output_dir=output_dir or scratch_dir(),
         use_cpu=not gpu,
         bf16=gpu and torch.cuda.is_bf16_supported(),
         activation_checkpointing=False,

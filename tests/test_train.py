@@ -1,4 +1,7 @@
 import copy
+import subprocess
+import sys
+from pathlib import Path
 
 import torch
 
@@ -18,3 +21,18 @@ def test_a_deep_copy_of_a_trained_model_trains_on_its_own_weights():
     x = torch.tensor([[1, 2, 3, 4]])
     with torch.no_grad():
         assert (model(x).logits - student(x).logits).abs().max() > 1e-3
+
+
+def test_trainers_share_one_scratch_dir_that_is_gone_after_exit():
+    code = (
+        "from trl import SFTConfig\n"
+        "from nbkit.train import trainer_config\n"
+        "a, b = trainer_config(SFTConfig), trainer_config(SFTConfig)\n"
+        "assert a.output_dir == b.output_dir and os.path.isdir(a.output_dir)\n"
+        "print(a.output_dir)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", "import os\n" + code], capture_output=True, text=True, timeout=300
+    )
+    assert out.returncode == 0, out.stderr
+    assert not Path(out.stdout.strip().splitlines()[-1]).exists()
