@@ -13,7 +13,7 @@ result, so that every step reads only what sits right next to it and the answer 
 
 Why the numbers are written out again on every line: without them ("7+5=12 -> 2 / 4+8+1=13 -> 32 / ...", 42
 tokens for a 3-digit sum instead of 76), SmolLM2-135M primed on 1-2 digit sums took the *first* digits as the second
-column of a 3-digit sum (847 + 285 -> "8+2+1" on line two) in 16 of 23 wrong 3-digit answers, even after fine-tuning
+column of a 3-digit sum (877 + 853 -> "8+8+1=17" on line two) in 16 of 23 wrong 3-digit answers, even after fine-tuning
 on gold 3-digit scratchpads; finding "the second digit from the right" is a position lookup a small model does not
 carry over to longer numbers. With the shrinking numbers, line two's digits are the last ones before "+" and ":".
 
