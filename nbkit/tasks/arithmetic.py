@@ -11,11 +11,14 @@ result, so that every step reads only what sits right next to it and the answer 
     carry 1 -> 1132
     Answer: 1132
 
-Why the numbers are written out again on every line: without them ("7+5=12 -> 2 / 4+8+1=13 -> 32 / ...", 42
-tokens for a 3-digit sum instead of 76), SmolLM2-135M primed on 1-2 digit sums took the *first* digits as the second
-column of a 3-digit sum (877 + 853 -> "8+8+1=17" on line two) in 16 of 23 wrong 3-digit answers, even after fine-tuning
-on gold 3-digit scratchpads; finding "the second digit from the right" is a position lookup a small model does not
-carry over to longer numbers. With the shrinking numbers, line two's digits are the last ones before "+" and ":".
+Why the numbers are written out again on every line (measured with SmolLM2-135M in the STaR cpu profile,
+`benchmarks/star_scratchpad_formats.py`): with digits only ("7+5=12 -> 2 / 4+8+1=13 -> 32 / ...", 42 tokens for a
+3-digit sum instead of 76), the primer, which sees 1-2 digit sums plainly, began 13 of its 24 wrong 3-digit answers
+by adding digits from the wrong column, for example the first digits as the second column (877 + 853 -> "8+8+1=17"
+on line two); with the numbers written out, 0 of 24. "The second digit from the right" is a position lookup that a
+small model does not carry over to longer numbers; here line two's digits are the last ones before "+" and ":".
+The errors left are wrong sums. Over the cpu STaR loop (faithful filter) this format went 36% -> 36% -> 34% -> 43%
+held-out; digits only went 41% -> 43% -> 40% -> 23%.
 
 Train and test are disjoint by construction: a problem's split is a hash of (a, b), so no seed or size can leak
 test problems into training.
