@@ -21,7 +21,7 @@ digits, wrong total) and "other".
 import argparse
 import collections
 import dataclasses
-import math
+import itertools
 import re
 import time
 
@@ -40,7 +40,7 @@ def digits_only(a: int, b: int) -> str:
 
 def first_error(gold: str, got: str) -> str:
     """Where a wrong rationale first departs from the gold one: wrong digits, wrong sum, or other."""
-    for want, have in zip(gold.split("\n"), got.split("\n") + [""] * 9):
+    for want, have in itertools.zip_longest(gold.split("\n"), got.split("\n"), fillvalue=""):
         if want == have:
             continue
         w, h = _STEP.search(want), _STEP.search(have)
@@ -84,8 +84,8 @@ def main():
         model, tok = star.load_model(cfg.model)
         t0 = time.perf_counter()
         records = star.primer_records(task, *star.seed_examples(cfg, task))
-        steps = max(1, math.ceil(len(records) * cfg.primer_epochs / cfg.batch_size))
-        star._sft(cfg, model, tok, records, steps, cfg.primer_lr, None)
+        primer = star._sft(cfg, model, tok, records, None, cfg.primer_lr, None, epochs=cfg.primer_epochs)
+        steps = primer.state.global_step
         print(f"[{label}] primer ({steps} steps): {measure(cfg, task, model, tok, test)}", flush=True)
         gold = task.train(args.problems or cfg.problems_per_iteration, salt="gold-ceiling")
         star._sft(cfg, model, tok, [task.sft_record(ex) for ex in gold], cfg.steps(1), cfg.lr, None)

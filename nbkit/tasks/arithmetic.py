@@ -117,8 +117,8 @@ class Arithmetic(Task):
         return self._draw(n, test=True, salt="test")
 
     def faithful(self, ex: Example, rationale: str) -> bool:
-        """Example: 47 + 85 with "7+5=12 -> 2\\n4+8+1=13 -> 32\\ncarry 1 -> 132" -> True; with
-        "7+5=12 -> 2\\n4+8=12 -> 32\\ncarry 1 -> 132" (right answer, a wrong step) -> False."""
+        """Example: 47 + 85 with "47+85: 7+5=12 -> 2\\n4+8: 4+8+1=13 -> 32\\ncarry 1 -> 132" -> True; with
+        "47+85: 7+5=12 -> 2\\n4+8: 4+8=12 -> 32\\ncarry 1 -> 132" (right answer, a wrong step) -> False."""
         return rationale.strip() == scratchpad(ex.meta["a"], ex.meta["b"])
 
     def extract_answer(self, text: str) -> str | None:

@@ -76,9 +76,12 @@ class Task:
         return text
 
     def chat(self, ex: Example, hint: str | None = None, system: str | None = None) -> list[dict]:
+        return self._system_turn(system) + [{"role": "user", "content": self.prompt(ex, hint)}]
+
+    def _system_turn(self, system: str | None = None) -> list[dict]:
+        """[] or the one system message: `system`, else the task's own (`self.system`)."""
         system = self.system if system is None else system
-        msgs = [{"role": "system", "content": system}] if system is not None else []
-        return msgs + [{"role": "user", "content": self.prompt(ex, hint)}]
+        return [{"role": "system", "content": system}] if system is not None else []
 
     def target(self, ex: Example, rationale: str | None = None) -> str:
         """The assistant turn a model should produce: a rationale (if any) and the answer line."""
@@ -101,7 +104,7 @@ class Task:
 
     def fewshot(self, shots: list[Example], ex: Example, hint: str | None = None) -> list[dict]:
         """A chat with worked examples as earlier turns, then the question (the paper's few-shot seed)."""
-        msgs = [{"role": "system", "content": self.system}] if self.system is not None else []
+        msgs = self._system_turn()
         for s in shots:
             msgs += [
                 {"role": "user", "content": self.prompt(s)},
