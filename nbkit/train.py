@@ -65,6 +65,14 @@ class RegistryCallback(TrainerCallback):
             self.run.log(scalars, step=state.global_step + self.step_offset)
 
 
+def with_defaults(trainer):
+    """What every trainer nbkit builds gets: inside a notebook, the cell's live view (`nbkit.live`). Returns it."""
+    from nbkit.live import attach
+
+    attach(trainer)
+    return trainer
+
+
 def lora_config(r: int = 8, alpha: int = 16, dropout: float = 0.0):
     from peft import LoraConfig
 
@@ -125,6 +133,7 @@ def sft(
         peft_config=lora,
         callbacks=([RegistryCallback(run, prefix)] if run is not None else []) + (callbacks or []),
     )
+    with_defaults(trainer)
     trainer.train()
     release(trainer.model).eval()
     return trainer
