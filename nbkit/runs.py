@@ -1,19 +1,23 @@
 """A run registry on disk, with lineage, metrics and checkpoints; metrics mirrored to wandb.
 
-Layout (root: `./runs`, or $NBKIT_RUNS):
+Layout (one registry per project, see `default_root`):
 
-    runs/<name>/run.json        name, kind, config, parent, created, hardware, summary
+    runs/<name>/run.json        name, kind, config, parent, created, hardware, summary, writer
     runs/<name>/metrics.jsonl   one JSON object per logged step
-    runs/<name>/checkpoint/     a full checkpoint or a LoRA adapter (optional: a "base" run just names its model)
+    runs/<name>/checkpoint/     a full checkpoint or a LoRA adapter, with a model card (README.md)
 
 A run is written under runs/.pending/ and appears under its name in a single rename when it completes, so a killed
 process never leaves a half-registered run, and two writers cannot both claim one name.
 
-    reg = Registry()
+    reg = Registry()            # print(reg.describe()) says which registry and why
     with reg.create("sft-1", kind="sft", config={...}, parent="base") as run:
         run.log({"loss": 1.2}, step=1)
         run.save_model(model, tokenizer)
     reg.load("sft-1")  # -> (model, tokenizer)
+
+Damage is reported, never fatal to the rest: a run whose run.json cannot be read is listed as damaged and skipped,
+a torn last line of metrics.jsonl is ignored with a warning, and `Registry.check()` (`nbkit runs check [--fix]`)
+finds damaged runs and `.pending/` entries left by dead processes and moves them aside (never deletes).
 
 wandb: "auto" logs online when an API key is configured and offline otherwise (sync later with `wandb sync`);
 `tracking="off"` or NBKIT_WANDB=off disables it. The registry keeps the same metrics either way.
@@ -21,12 +25,15 @@ wandb: "auto" logs online when an API key is configured and offline otherwise (s
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import platform
 import shutil
+import socket
 import time
 import uuid
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,10 +41,63 @@ from nbkit.errors import NbkitError
 
 RUN_FILE = "run.json"
 METRICS_FILE = "metrics.jsonl"
+ASIDE = ".aside"  # where `check --fix` moves damaged runs and stale pending work
 
 
 class RunError(NbkitError):
     """A registry operation was refused; the message says why and what to do."""
+
+
+class RegistryWarning(UserWarning):
+    """Something in the registry is damaged and was skipped; the message names the file."""
+
+
+# ------------------------------------------------------------------------------------------- where the registry is
+
+
+def default_root(start: str | os.PathLike | None = None) -> tuple[Path, str]:
+    """(registry folder, why): $NBKIT_RUNS; else `runs/` in the nearest folder upwards holding pyproject.toml (the
+    project), else the nearest existing `runs/` upwards; else ./runs. So Jupyter in notebooks/ and a terminal at
+    the repository root find the same registry.
+
+    Example: cwd /home/me/nbkit/notebooks, with /home/me/nbkit/pyproject.toml -> /home/me/nbkit/runs
+    """
+    if os.environ.get("NBKIT_RUNS"):
+        return Path(os.environ["NBKIT_RUNS"]).expanduser(), "$NBKIT_RUNS"
+    here = Path(start or Path.cwd()).resolve()
+    folders = [here, *here.parents]
+    for d in folders:
+        if (d / "pyproject.toml").is_file():
+            return d / "runs", f"the project at {d}"
+    for d in folders:
+        if (d / "runs").is_dir():
+            return d / "runs", f"the nearest existing runs/ (in {d})"
+    return here / "runs", "the current folder (no project found upwards)"
+
+
+def describe(root: str | os.PathLike | None = None) -> str:
+    """One line for notebooks and logs, e.g. "run registry: /home/me/nbkit/runs (the project at ...; 12 runs)"."""
+    return Registry(root).describe()
+
+
+def _io_error(e: OSError, path: Path, doing: str) -> RunError:
+    """One line for an OSError on the registry: the path, the reason, and what to do."""
+    where = "choose another registry folder with --runs DIR or $NBKIT_RUNS"
+    if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        hint = f"you cannot write there; {where}, or fix its permissions"
+    elif e.errno in (errno.ENOTDIR, errno.EEXIST):
+        blocker = next((p for p in [path, *path.parents] if p.exists() and not p.is_dir()), path)
+        hint = f"{blocker} is a file, not a folder; {where}"
+    elif e.errno == errno.ENOSPC:
+        hint = "the disk is full; free some space"
+    elif e.errno == errno.ENOENT:
+        hint = f"that folder cannot be created there; {where}"
+    else:
+        hint = where
+    return RunError(f"cannot {doing} {path}: {e.strerror or e}; {hint}")
+
+
+# --------------------------------------------------------------------------------------------------- small helpers
 
 
 def cpu_name() -> str:
@@ -88,6 +148,50 @@ def _atomic_write(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def _proc_start(pid: int) -> str | None:
+    """A process's start time in clock ticks since boot (Linux), or None if it is gone or unknowable."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[19]  # field 22 of proc(5); the name in (...) may hold spaces
+
+
+def _boot_id() -> str | None:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return None
+
+
+def writer_identity() -> dict:
+    """Who is writing a run: the pid alone could be reused after the process dies; pid + start time cannot."""
+    return {
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "start": _proc_start(os.getpid()),
+        "boot": _boot_id(),
+    }
+
+
+def writer_alive(writer: dict) -> bool | None:
+    """True if the process that wrote `writer_identity()` still runs, False if it is gone, None if unknowable
+    (another host)."""
+    if writer.get("host") != socket.gethostname():
+        return None
+    if writer.get("boot") and _boot_id() and writer["boot"] != _boot_id():
+        return False  # rebooted since
+    if writer.get("start") is None:  # no /proc: the pid alone
+        try:
+            os.kill(int(writer["pid"]), 0)
+        except ProcessLookupError:
+            return False
+        except (PermissionError, KeyError, ValueError):
+            return None
+        return True
+    return _proc_start(int(writer["pid"])) == writer["start"]
+
+
 def wandb_mode(tracking: str = "auto") -> str:
     """'online', 'offline' or 'disabled'. Never prompts: without an API key, 'auto' means offline."""
     tracking = os.environ.get("NBKIT_WANDB", tracking)
@@ -104,6 +208,9 @@ def wandb_mode(tracking: str = "auto") -> str:
     return "online" if logged_in else "offline"
 
 
+# ------------------------------------------------------------------------------------------------------------ runs
+
+
 @dataclass
 class Run:
     name: str
@@ -115,6 +222,9 @@ class Run:
     hardware: dict = field(default_factory=dict)
     summary: dict = field(default_factory=dict)
     adapter: bool = False
+    base_model: dict = field(
+        default_factory=dict
+    )  # adapters: {"name": nbkit's name, "peft": peft's, "run": ...}
 
     @property
     def checkpoint(self) -> Path | None:
@@ -131,13 +241,41 @@ class Run:
         raise RunError(f"run {self.name!r} has no checkpoint and names no model")
 
     def metrics(self) -> list[dict]:
+        """The logged rows. A line that does not parse (a crash mid-append tears the last one) is skipped with a
+        RegistryWarning naming the file."""
         f = self.path / METRICS_FILE
-        return [json.loads(line) for line in f.read_text().splitlines() if line.strip()] if f.exists() else []
+        if not f.exists():
+            return []
+        lines = [line for line in f.read_text(errors="replace").splitlines() if line.strip()]
+        rows, bad = [], []
+        for i, line in enumerate(lines, 1):
+            try:
+                rows.append(json.loads(line))
+            except ValueError:
+                bad.append(i)
+        if bad:
+            which = "its last line, torn by a crash mid-write" if bad == [len(lines)] else f"lines {bad}"
+            warnings.warn(f"{f}: ignored {which}", RegistryWarning, stacklevel=2)
+        return rows
 
     def metrics_frame(self):
         import pandas as pd
 
         return pd.DataFrame(self.metrics())
+
+
+@dataclass
+class Problem:
+    """Something `Registry.check` found: kind is "damaged" (a run), "stale" (pending work of a dead process),
+    "live" (pending work of a running process) or "unknown" (pending work from another host)."""
+
+    kind: str
+    path: Path
+    reason: str
+    wandb_dir: Path | None = None  # a stale run's wandb offline folder, moved aside with it
+
+    def line(self) -> str:
+        return f"{self.kind:8s} {self.path}: {self.reason}"
 
 
 class RunWriter:
@@ -155,7 +293,10 @@ class RunWriter:
     ):
         self.registry, self.name, self.kind = registry, name, kind
         self.path = registry.root / ".pending" / f"{name}-{uuid.uuid4().hex[:8]}"
-        self.path.mkdir(parents=True)
+        try:
+            self.path.mkdir(parents=True)
+        except OSError as e:
+            raise _io_error(e, registry.root, "write the run registry at") from None
         self.record = {
             "name": name,
             "kind": kind,
@@ -165,8 +306,8 @@ class RunWriter:
             "hardware": hardware(),
             "summary": {},
             "adapter": False,
+            "writer": writer_identity(),
         }
-        self._flush()
         self._wandb = None
         mode = wandb_mode(tracking)
         if mode != "disabled":
@@ -185,6 +326,13 @@ class RunWriter:
                 reinit="create_new",
                 tags=[kind] + ([f"parent:{parent}"] if parent else []),
             )
+            # the run's own folder (offline-run-*): moved aside with this run if it never registers
+            self.record["wandb"] = {
+                "mode": mode,
+                "id": self._wandb.id,
+                "dir": str(Path(self._wandb.dir).parent),
+            }
+        self._flush()
 
     def _flush(self) -> None:
         _atomic_write(self.path / RUN_FILE, json.dumps(self.record, indent=1, default=_json_default))
@@ -202,29 +350,68 @@ class RunWriter:
         self._flush()
 
     def save_model(self, model, tokenizer=None) -> Path:
-        """Save a full checkpoint or, for a peft model, just the adapter."""
+        """Save a full checkpoint or, for a peft model, just the adapter. An adapter names its base the way plain
+        peft resolves it (a hub id or an absolute checkpoint path); nbkit's own name for it goes to run.json."""
+        from nbkit.models import portable_base
+
         ckpt = self.path / "checkpoint"
         model.save_pretrained(ckpt, safe_serialization=True)
         if tokenizer is not None:
             tokenizer.save_pretrained(ckpt)
-        self.record["adapter"] = (ckpt / "adapter_config.json").exists()
+        adapter_cfg = ckpt / "adapter_config.json"
+        self.record["adapter"] = adapter_cfg.exists()
+        if self.record["adapter"]:
+            peft_cfg = json.loads(adapter_cfg.read_text())
+            parent = self.record["parent"]
+            # the model this adapter sits on is the parent run's (e.g. a warm-started checkpoint), not the raw base
+            base = (
+                self.registry.get(parent).model_source if parent else peft_cfg.get("base_model_name_or_path")
+            )
+            base = str(Path(base).resolve()) if Path(str(base)).is_dir() else base
+            base_run = parent if parent and self.registry.get(parent).checkpoint else None
+            peft_cfg["base_model_name_or_path"] = portable_base(str(base))
+            _atomic_write(adapter_cfg, json.dumps(peft_cfg, indent=2, sort_keys=True))
+            self.record["base_model"] = {
+                "name": base,
+                "peft": peft_cfg["base_model_name_or_path"],
+                "run": base_run,
+            }
         self._flush()
         return ckpt
 
     def commit(self) -> Run:
-        if self.record.get("summary") is not None and self._wandb is not None:
+        if self._wandb is not None:
             self._wandb.summary.update(
                 {k: v for k, v in self.record["summary"].items() if isinstance(v, (int, float, str))}
             )
-        self._finish_wandb()
+        if (self.path / "checkpoint").is_dir():
+            write_model_card(self.registry, self.record, self.path / "checkpoint", self.path / METRICS_FILE)
         final = self.registry.root / self.name
         try:
             os.rename(self.path, final)
         except OSError as e:
+            if not final.exists():
+                self._finish_wandb(exit_code=1)
+                raise _io_error(e, final, "register the run at") from None
+            self._lose_race()
             raise RunError(
-                f"run {self.name!r} was registered by someone else meanwhile; this one is kept at {self.path}"
-            ) from e
+                f"run {self.name!r} was registered by someone else meanwhile; this one is kept at {self.path} "
+                "(`nbkit runs check --fix` moves it aside)"
+            ) from None
+        self._finish_wandb()
         return self.registry.get(self.name)
+
+    def _lose_race(self) -> None:
+        """The loser of a name race: its wandb run ends as failed, and an offline one moves into the kept folder,
+        so that `wandb sync runs/.wandb/wandb/offline-run-*` does not upload a run the registry does not hold."""
+        self.record["lost_race"] = True
+        self._flush()
+        wandb_dir = Path(self.record["wandb"]["dir"]) if "wandb" in self.record else None
+        if self._wandb is not None:
+            self._wandb.tags = (*self._wandb.tags, "lost-name-race")
+        self._finish_wandb(exit_code=1)
+        if wandb_dir is not None and wandb_dir.is_dir() and self.record["wandb"]["mode"] == "offline":
+            shutil.move(str(wandb_dir), str(self.path / wandb_dir.name))
 
     def abort(self) -> None:
         self._finish_wandb(exit_code=1)
@@ -245,10 +432,31 @@ class RunWriter:
             self.abort()
 
 
+def _read_record(path: Path) -> dict:
+    """run.json as a dict; RunError with the reason when it cannot be read."""
+    f = path / RUN_FILE
+    try:
+        rec = json.loads(f.read_text())
+    except OSError as e:
+        raise RunError(f"run.json cannot be read ({e.strerror})") from None
+    except ValueError as e:
+        raise RunError(f"run.json is not valid JSON ({e}); truncated by a crash or a full disk?") from None
+    if not isinstance(rec, dict) or not isinstance(rec.get("kind"), str):
+        raise RunError("run.json has no 'kind'")
+    return rec
+
+
 class Registry:
     def __init__(self, root: str | os.PathLike | None = None, project: str = "nbkit"):
-        self.root = Path(root or os.environ.get("NBKIT_RUNS", "runs")).expanduser()
+        if root:
+            self.root, self.why = Path(root).expanduser(), "given"
+        else:
+            self.root, self.why = default_root()
         self.project = project
+
+    def describe(self) -> str:
+        n = len(self.names())
+        return f"run registry: {self.root.resolve()} ({self.why}; {n} run{'s' * (n != 1)})"
 
     def exists(self, name: str) -> bool:
         return (self.root / name / RUN_FILE).exists()
@@ -261,6 +469,8 @@ class Registry:
         parent: str | None = None,
         tracking: str = "auto",
     ) -> RunWriter:
+        """Start writing a run. A "base" run names its model in config["model"]; that model is checked first
+        (`nbkit.models.check`), so that no run is registered for a folder that is not a model."""
         if not name or "/" in name or "\\" in name or name.startswith("."):
             raise RunError(
                 f"invalid run name {name!r}: use letters, digits, '-', '_' (no slashes, no leading dot)"
@@ -272,44 +482,85 @@ class Registry:
             )
         if parent is not None and not self.exists(parent):
             raise RunError(f"parent run {parent!r} is not in {self.root}; register it first")
+        if kind == "base" and config and config.get("model"):
+            from nbkit.models import check
+
+            check(config["model"])
         return RunWriter(self, name, kind, dict(config or {}), parent, tracking, self.project)
 
     def get(self, name: str) -> Run:
-        f = self.root / name / RUN_FILE
-        if not f.exists():
+        path = self.root / name
+        if not (path / RUN_FILE).exists():
             known = ", ".join(self.names()) or "none"
             raise RunError(f"no run named {name!r} in {self.root} (runs: {known})")
-        rec = json.loads(f.read_text())
+        try:
+            rec = _read_record(path)
+        except RunError as e:
+            raise RunError(
+                f"run {name!r} at {path} is damaged: {e}; `nbkit runs check --fix` moves it aside"
+            ) from None
         return Run(
-            name=rec["name"],
+            name=name,
             kind=rec["kind"],
-            path=self.root / name,
+            path=path,
             config=rec.get("config", {}),
             parent=rec.get("parent"),
             created=rec.get("created", 0.0),
             hardware=rec.get("hardware", {}),
             summary=rec.get("summary", {}),
             adapter=rec.get("adapter", False),
+            base_model=rec.get("base_model", {}),
         )
+
+    def _folders(self) -> list[Path]:
+        try:
+            return sorted(p for p in self.root.iterdir() if not p.name.startswith(".") and p.is_dir())
+        except FileNotFoundError:
+            return []
+        except NotADirectoryError:
+            raise RunError(
+                f"the run registry {self.root} is a file, not a folder; use --runs DIR or $NBKIT_RUNS"
+            ) from None
+        except OSError as e:
+            raise _io_error(e, self.root, "read the run registry at") from None
 
     def names(self) -> list[str]:
-        if not self.root.exists():
-            return []
-        return sorted(
-            p.name for p in self.root.iterdir() if not p.name.startswith(".") and (p / RUN_FILE).exists()
-        )
+        """Every registered name, damaged runs included (their names are taken)."""
+        return [p.name for p in self._folders() if (p / RUN_FILE).exists()]
+
+    def damaged(self) -> list[Problem]:
+        """Runs whose run.json cannot be read, with the reason; folders without a run.json too."""
+        out = []
+        for p in self._folders():
+            if not (p / RUN_FILE).exists():
+                out.append(Problem("damaged", p, "no run.json (not a run, or its run.json was lost)"))
+                continue
+            try:
+                _read_record(p)
+            except RunError as e:
+                out.append(Problem("damaged", p, str(e)))
+        return out
 
     def list(self) -> list[Run]:
-        return sorted((self.get(n) for n in self.names()), key=lambda r: r.created)
+        """The readable runs, oldest first. Each damaged one is skipped with a RegistryWarning."""
+        runs = []
+        for name in self.names():
+            try:
+                runs.append(self.get(name))
+            except RunError as e:
+                warnings.warn(f"skipped: {e}", RegistryWarning, stacklevel=2)
+        return sorted(runs, key=lambda r: r.created)
 
     def lineage(self, name: str) -> list[Run]:
-        """The chain from the root ancestor down to `name`, e.g. [base, sft, dpo]."""
-        chain, seen = [], set()
-        while name is not None and name not in seen:
-            seen.add(name)
-            run = self.get(name)
-            chain.append(run)
-            name = run.parent
+        """The chain from the root ancestor down to `name`, e.g. [base, sft, dpo]. A missing or damaged ancestor
+        ends the chain (e.g. a run imported with --no-parents)."""
+        chain, seen = [self.get(name)], {name}
+        while chain[-1].parent is not None and chain[-1].parent not in seen:
+            seen.add(chain[-1].parent)
+            try:
+                chain.append(self.get(chain[-1].parent))
+            except RunError:
+                break
         return chain[::-1]
 
     def load(self, name: str, **kwargs):
@@ -325,8 +576,67 @@ class Registry:
         os.rename(run.path, trash)  # disappears from the registry atomically, then gets removed
         shutil.rmtree(trash, ignore_errors=True)
 
+    # ------------------------------------------------------------------------------------------------ check / fix
+
+    def pending(self) -> list[Problem]:
+        """Every entry of .pending/: "live" (its writer runs), "stale" (its writer is gone, or it lost a name race),
+        or "unknown" (written on another host)."""
+        out = []
+        pending = self.root / ".pending"
+        for p in sorted(pending.iterdir()) if pending.is_dir() else []:
+            try:
+                rec = json.loads((p / RUN_FILE).read_text())
+                writer, wandb_dir = rec.get("writer"), rec.get("wandb", {}).get("dir")
+            except (OSError, ValueError, AttributeError):
+                rec, writer, wandb_dir = {}, None, None
+            wandb_dir = Path(wandb_dir) if wandb_dir and Path(wandb_dir).is_dir() else None
+            age = time.time() - p.stat().st_mtime
+            if p.name.startswith("deleted-"):
+                out.append(Problem("stale", p, "a deleted run whose removal was interrupted"))
+            elif rec.get("lost_race"):
+                out.append(Problem("stale", p, "lost a name race to the registered run", wandb_dir))
+            elif writer is None:
+                kind = "stale" if age > 60 else "live"
+                out.append(
+                    Problem(kind, p, "no writer recorded (an older nbkit, or just starting)", wandb_dir)
+                )
+            else:
+                alive = writer_alive(writer)
+                who = f"pid {writer.get('pid')} on {writer.get('host')}"
+                if alive is None:
+                    out.append(Problem("unknown", p, f"written by {who} (another host): left alone"))
+                elif alive:
+                    out.append(Problem("live", p, f"being written by {who}"))
+                else:
+                    out.append(
+                        Problem("stale", p, f"its writer ({who}) is gone: killed or crashed", wandb_dir)
+                    )
+        return out
+
+    def check(self) -> list[Problem]:
+        """Damaged runs and .pending/ entries (live ones included, so that the report shows them)."""
+        return self.damaged() + self.pending()
+
+    def fix(self, problems: list[Problem] | None = None) -> list[tuple[Problem, Path]]:
+        """Move damaged runs and stale pending work (with its wandb offline folder) to runs/.aside/. Deletes
+        nothing; returns (problem, where it went)."""
+        moved = []
+        for pr in self.check() if problems is None else problems:
+            if pr.kind not in {"damaged", "stale"} or not pr.path.exists():
+                continue
+            dest = self.root / ASIDE / f"{time.strftime('%Y%m%d-%H%M%S')}-{pr.path.name}"
+            try:
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                os.rename(pr.path, dest)
+                if pr.wandb_dir is not None and pr.wandb_dir.is_dir():
+                    shutil.move(str(pr.wandb_dir), str(dest / pr.wandb_dir.name))
+            except OSError as e:
+                raise _io_error(e, pr.path, "move aside") from None
+            moved.append((pr, dest))
+        return moved
+
     def table(self):
-        """A pandas DataFrame with one row per run."""
+        """A pandas DataFrame with one row per readable run."""
         import pandas as pd
 
         return pd.DataFrame(
@@ -342,3 +652,76 @@ class Registry:
                 for r in self.list()
             ]
         )
+
+
+# ------------------------------------------------------------------------------------------------------ model card
+
+
+def write_model_card(registry: Registry, record: dict, ckpt: Path, metrics_file: Path) -> Path:
+    """README.md in a checkpoint: the Hub's card metadata (base model, library, tags), then lineage, config and
+    metrics, so that `huggingface_hub` can push the folder as it is."""
+    from huggingface_hub import ModelCard, ModelCardData
+
+    adapter = bool(record.get("adapter"))
+    base = record.get("base_model", {}).get("peft") or ""
+    hub_base = base if base.count("/") == 1 and not base.startswith((".", "/", "~")) else None
+    data = ModelCardData(
+        library_name="peft" if adapter else "transformers",
+        base_model=hub_base,
+        pipeline_tag="text-generation",
+        tags=["nbkit", record["kind"]] + (["lora"] if adapter else []),
+    )
+    chain = []
+    if record.get("parent"):
+        try:
+            chain = [r.name for r in registry.lineage(record["parent"])]
+        except RunError:
+            chain = [record["parent"]]
+    lineage = " -> ".join([*chain, record["name"]])
+    summary = {k: v for k, v in record.get("summary", {}).items() if isinstance(v, (int, float, str, bool))}
+    last: dict = {}
+    if metrics_file.exists():
+        for line in metrics_file.read_text(errors="replace").splitlines():
+            try:
+                last.update(json.loads(line))
+            except ValueError:
+                continue
+    rows = "\n".join(f"| {k} | {v} |" for k, v in summary.items()) or "| - | - |"
+    what = f"a LoRA adapter on `{base}`" if adapter else "a full checkpoint"
+    body = f"""
+# {record["name"]}
+
+A `{record["kind"]}` run from nbkit (learning LLM post-training on a laptop): {what}.
+
+- Lineage (nbkit run registry): {lineage}
+- Base model, as nbkit names it: `{record.get("base_model", {}).get("name", record.get("config", {}).get("model", "-"))}`
+- Trained on: {record.get("hardware", {}).get("cpu", "?")}, torch {record.get("hardware", {}).get("torch", "?")}
+
+Load it with plain transformers{" + peft" if adapter else ""}:
+
+```python
+{"from peft import AutoPeftModelForCausalLM as Auto" if adapter else "from transformers import AutoModelForCausalLM as Auto"}
+model = Auto.from_pretrained("path/to/this/folder")
+```
+
+## Summary
+
+| metric | value |
+|---|---|
+{rows}
+
+## Last logged values
+
+```json
+{json.dumps(last, indent=1, default=str)}
+```
+
+## Config
+
+```json
+{json.dumps(record.get("config", {}), indent=1, default=_json_default)}
+```
+"""
+    card = ModelCard(f"---\n{data.to_yaml()}\n---\n{body}")
+    card.save(ckpt / "README.md")
+    return ckpt / "README.md"

@@ -92,6 +92,7 @@ def test_adapter_without_its_base_says_so(tmp_path):
     d = tmp_path / "adapter"
     d.mkdir()
     (d / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": "no-such-base"}))
+    (d / "adapter_model.safetensors").write_bytes(b"")  # never read: the base fails first
     with pytest.raises(ModelError, match="needs its base model 'no-such-base'"):
         models.load(d)
 

@@ -96,3 +96,40 @@ def test_wandb_offline_mirrors_metrics(tmp_path, monkeypatch):
     offline = list((tmp_path / "runs" / ".wandb" / "wandb").glob("offline-run-*"))
     assert len(offline) == 1 and list(offline[0].glob("*.wandb"))
     assert reg.get("tracked").metrics() == [{"step": 1, "loss": 0.5}]
+
+
+def test_one_registry_per_project_wherever_you_stand(tmp_path, monkeypatch):
+    from nbkit.runs import default_root, describe
+
+    project = tmp_path / "proj"
+    (project / "notebooks" / "runs").mkdir(parents=True)  # a stray registry a notebook made before
+    (project / "pyproject.toml").write_text("[project]\nname='x'\n")
+    monkeypatch.delenv("NBKIT_RUNS", raising=False)
+    for where in [project, project / "notebooks"]:
+        monkeypatch.chdir(where)
+        assert default_root()[0] == project / "runs"
+        assert Registry().root == project / "runs"
+    assert describe().startswith(f"run registry: {project / 'runs'} (the project at {project}; 0 runs)")
+    outside = tmp_path / "elsewhere" / "deep"
+    outside.mkdir(parents=True)
+    (tmp_path / "elsewhere" / "runs").mkdir()
+    monkeypatch.chdir(outside)
+    assert default_root()[0] == tmp_path / "elsewhere" / "runs"  # no project: the nearest existing runs/
+    monkeypatch.setenv("NBKIT_RUNS", str(tmp_path / "mine"))
+    assert default_root() == (tmp_path / "mine", "$NBKIT_RUNS")
+    assert Registry(tmp_path / "given").root == tmp_path / "given"
+
+
+def test_runs_list_names_its_registry_and_takes_runs_flag(registry):
+    with registry.create("base", kind="base", config={"model": "tiny"}):
+        pass
+    for flag in ["--runs", "--root"]:  # --root: the old name, kept hidden
+        proc = subprocess.run(
+            [sys.executable, "-m", "nbkit.cli", "runs", "list", flag, str(registry.root)],
+            capture_output=True,
+            text=True,
+        )
+        assert proc.returncode == 0, proc.stderr
+        first, *rest = proc.stdout.splitlines()
+        assert first == f"run registry: {registry.root.resolve()} (given; 1 run)"
+        assert any(line.startswith("base ") for line in rest)
