@@ -288,7 +288,7 @@ def make_trainer(
     from datasets import Dataset
     from trl import GRPOConfig
 
-    from nbkit.train import RegistryCallback, lora_config, trainer_config
+    from nbkit.train import RegistryCallback, lora_config, trainer_config, with_defaults
 
     args = trainer_config(
         GRPOConfig,
@@ -315,7 +315,7 @@ def make_trainer(
     )
     if run is not None:
         trainer.add_callback(GroupLogCallback(run, trainer))
-    return trainer
+    return with_defaults(trainer)
 
 
 class GroupLogCallback(TrainerCallback):
