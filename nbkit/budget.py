@@ -293,7 +293,7 @@ def dpo(
     from datasets import Dataset
     from trl import DPOConfig, DPOTrainer
 
-    from nbkit.train import RegistryCallback, release, trainer_config
+    from nbkit.train import RegistryCallback, release, trainer_config, with_defaults
 
     if not pairs:
         raise BudgetError("dpo: no preference pairs to train on")
@@ -320,6 +320,7 @@ def dpo(
         peft_config=lora,
         callbacks=[RegistryCallback(run, "dpo/")] if run is not None else [],
     )
+    with_defaults(trainer)
     trainer.train()
     release(trainer.model).eval()
     return trainer
