@@ -462,6 +462,7 @@ def plot(result: StarResult, ax=None):
 
 def run_star(cfg: StarConfig, registry=None) -> StarResult:
     """Run (or resume) the STaR loop described by `cfg`; returns every iteration's summary."""
+    from nbkit import live
     from nbkit.runs import Registry
 
     validate(cfg)
@@ -558,6 +559,7 @@ def run_star(cfg: StarConfig, registry=None) -> StarResult:
         )
         faithful = cfg.keep == "faithful"
         kept, failed = filter_rationales(task, mine, texts, faithful=faithful)
+        live.record_samples(task, mine, texts)  # the live view of a notebook cell, if any
         # 3: rationalization: the answer as a hint in the prompt; what is kept is trained on without it
         rationalized = []
         if cfg.rationalization and failed:
@@ -603,6 +605,7 @@ def run_star(cfg: StarConfig, registry=None) -> StarResult:
             stats["seconds_training"], t2 = _since(t1)["seconds"], _now()
             # 5: held-out evaluation
             ev = _evaluate(cfg, task, model, tok, test, task.chat, world)
+            live.note("held-out accuracy", ev["accuracy"])
             examples = {
                 "direct": [_show(task, *k) for k in kept[:2]],
                 "rationalized": [_show(task, *r) for r in rationalized[:2]],
