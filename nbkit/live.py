@@ -87,7 +87,7 @@ class LiveView:
         """A point at the current step, e.g. note("held-out accuracy", 0.43) after a STaR iteration."""
         self.series.setdefault(name, []).append((self.last_step, float(value)))
         self.dirty = True
-        self.maybe_draw()
+        self.draw()  # rare (once per STaR iteration), and after the trainer's last draw: show it even headless
 
     def add_samples(self, rows) -> None:
         """rows: (prompt, completion, reward) triples; the view keeps the latest few."""

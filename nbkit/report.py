@@ -6,16 +6,24 @@
 Execution goes through nbclient; the profile reaches the notebook through NBKIT_PROFILE, which overrides the
 `parameters` cell. A failing cell stops that notebook, is reported with its traceback, and the executed notebook
 is still written so the error can be read in place.
+
+A slow or busy machine must not fail the report: the cpu and gpu profiles have no cell timeout (a STaR cell once hit
+nbclient's 3600 s while another job shared the two cores), smoke keeps one so that CI catches a hang. While a
+notebook runs, a line every minute says which one, for how long, and which cell. Exercises run with their reference
+solutions (NBKIT_SOLUTIONS=1 unless set), and the live training view draws only its final figure (NBKIT_HEADLESS=1).
 """
 
 from __future__ import annotations
 
 import os
 import sys
+import threading
 import time
 from pathlib import Path
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
+# seconds one cell may run, per profile; None: no limit (a slow laptop is not an error)
+CELL_TIMEOUT = {"smoke": 900, "cpu": None, "gpu": None}
 
 
 def notebook_paths(folder: Path = NOTEBOOKS, only: list[str] | None = None) -> list[Path]:
@@ -26,11 +34,18 @@ def notebook_paths(folder: Path = NOTEBOOKS, only: list[str] | None = None) -> l
 
 
 def execute(
-    path: Path, profile: str, out_dir: Path | None = None, timeout: int = 3600, extra_env: dict | None = None
+    path: Path,
+    profile: str,
+    out_dir: Path | None = None,
+    timeout: int | None | str = "profile",
+    extra_env: dict | None = None,
+    heartbeat: float | None = None,
 ) -> tuple[Path | None, float]:
     """Run one notebook in `profile` (cwd = the notebook's folder); write .ipynb and .html to `out_dir`.
 
-    Returns (executed notebook path or None, seconds). Raises nbclient's CellExecutionError on a failing cell.
+    timeout: seconds per cell, None for no limit, "profile" for CELL_TIMEOUT[profile]. heartbeat: print a progress
+    line every that many seconds (None: quiet). Returns (executed notebook path or None, seconds). Raises
+    nbclient's CellExecutionError on a failing cell.
     """
     import nbformat
     from nbclient import NotebookClient
@@ -41,18 +56,36 @@ def execute(
         {
             "NBKIT_PROFILE": profile,
             "MPLBACKEND": "module://matplotlib_inline.backend_inline",
+            "NBKIT_HEADLESS": "1",
+            "NBKIT_SOLUTIONS": os.environ.get("NBKIT_SOLUTIONS", "1"),
             **(extra_env or {}),
         }
     )
+    if timeout == "profile":
+        timeout = CELL_TIMEOUT.get(profile)
     start = time.perf_counter()
     error = None
+    where = {"cell": 0}
+    client = NotebookClient(
+        nb,
+        timeout=timeout,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(path.parent)}},
+        on_cell_start=lambda cell, cell_index: where.update(cell=cell_index + 1),
+    )
+    done = threading.Event()
+    if heartbeat:
+        threading.Thread(
+            target=_heartbeat,
+            args=(f"[{profile}] {path.name}", len(nb.cells), where, start, done, heartbeat),
+            daemon=True,
+        ).start()
     try:
-        NotebookClient(
-            nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}
-        ).execute()
+        client.execute()
     except Exception as e:  # noqa: BLE001 - a failing cell, a dead kernel, a timeout: still write what ran
         error = e
     finally:
+        done.set()
         os.environ.clear()
         os.environ.update(env_before)
     seconds = time.perf_counter() - start
@@ -70,6 +103,20 @@ def execute(
     return written, seconds
 
 
+def _heartbeat(
+    name: str, n_cells: int, where: dict, start: float, done: threading.Event, every: float
+) -> None:
+    while not done.wait(every):
+        print(
+            f"{name}: running for {_minutes(time.perf_counter() - start)}, cell {where['cell']} of {n_cells}",
+            flush=True,
+        )
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.0f} s"
+
+
 def run_all(profile: str = "cpu", out: str | Path = "reports", only: list[str] | None = None) -> int:
     out_dir = Path(out) / profile
     failures = 0
@@ -77,13 +124,26 @@ def run_all(profile: str = "cpu", out: str | Path = "reports", only: list[str] |
     if not paths:
         print(f"no notebooks matched {only} in {NOTEBOOKS}", file=sys.stderr)
         return 1
-    for path in paths:
-        print(f"[{profile}] running {path.name} ...", flush=True)
+    limit = CELL_TIMEOUT.get(profile)
+    print(
+        f"[{profile}] {len(paths)} notebooks; cell time limit: {f'{limit} s' if limit else 'none'}",
+        flush=True,
+    )
+    total = time.perf_counter()
+    for i, path in enumerate(paths, 1):
+        print(f"[{profile}] running {path.name} ({i}/{len(paths)}) ...", flush=True)
+        start = time.perf_counter()
         try:
-            written, secs = execute(path, profile, out_dir)
-            print(f"[{profile}] {path.name}: ok in {secs:.0f}s -> {written} (+ .html)", flush=True)
+            written, secs = execute(path, profile, out_dir, heartbeat=60)
+            print(f"[{profile}] {path.name}: ok in {_minutes(secs)} -> {written} (+ .html)", flush=True)
         except Exception as e:  # noqa: BLE001 - report and go on to the next notebook
             failures += 1
-            print(f"[{profile}] {path.name}: FAILED ({type(e).__name__})\n{e}", file=sys.stderr, flush=True)
-    print(f"{len(paths) - failures}/{len(paths)} notebooks ran; reports in {out_dir}/")
+            took = _minutes(time.perf_counter() - start)
+            print(
+                f"[{profile}] {path.name}: FAILED after {took} ({type(e).__name__})\n{e}",
+                file=sys.stderr,
+                flush=True,
+            )
+    took = _minutes(time.perf_counter() - total)
+    print(f"{len(paths) - failures}/{len(paths)} notebooks ran in {took}; reports in {out_dir}/")
     return 1 if failures else 0

@@ -1,0 +1,31 @@
+"""nbkit report: no cell time limit on the cpu profile, progress lines while a notebook runs, headless settings."""
+
+import nbformat
+
+from nbkit.report import CELL_TIMEOUT, execute
+
+
+def test_the_cpu_profile_has_no_cell_time_limit_and_smoke_has_one():
+    assert CELL_TIMEOUT["cpu"] is None and CELL_TIMEOUT["gpu"] is None
+    assert CELL_TIMEOUT["smoke"] and CELL_TIMEOUT["smoke"] >= 600
+
+
+def test_execute_says_which_notebook_runs_for_how_long_and_sets_the_headless_switches(
+    tmp_path, capsys, monkeypatch
+):
+    monkeypatch.delenv("NBKIT_SOLUTIONS", raising=False)
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_code_cell("import os, time\ntime.sleep(2.5)"),
+        nbformat.v4.new_code_cell(
+            "print(os.environ['NBKIT_PROFILE'], os.environ['NBKIT_HEADLESS'], os.environ['NBKIT_SOLUTIONS'])"
+        ),
+    ]
+    path = tmp_path / "99_probe.ipynb"
+    nbformat.write(nb, path)
+    written, seconds = execute(path, "cpu", tmp_path / "out", heartbeat=0.5)
+    out = capsys.readouterr().out
+    assert "[cpu] 99_probe.ipynb: running for" in out and "cell 1 of 2" in out
+    executed = nbformat.read(written, as_version=4)
+    assert executed.cells[1].outputs[0]["text"].split() == ["cpu", "1", "1"]
+    assert seconds >= 2.5
