@@ -1,44 +1,79 @@
-"""Chat with one checkpoint: layout and event wiring only (the logic is nbkit.serve.Backend).
+"""Chat with one checkpoint on gr.ChatInterface: layout and event wiring only (the logic is nbkit.serve.Backend).
 
-nbkit chat smollm2-135m            # or a run name, a hub id, a checkpoint or LoRA adapter folder
+Regenerate, undo, edit, copy and Stop are Gradio's own Chatbot events. A refused request (empty message, stop
+string too long, ...) shows a warning and a note in the chat; the conversation stays.
+
+    nbkit chat smollm2-135m            # or a run name, a hub id, a checkpoint or LoRA adapter folder
 """
 
 import gradio as gr
 
-from nbkit.serve import Backend, ui_errors
+from nbkit.errors import NbkitError
+from nbkit.limits import RANGES
+from nbkit.serve import Backend, label_message
 
 
 def build(backend: Backend) -> gr.Blocks:
-    cfg = backend.cfg
-    with gr.Blocks(title="nbkit chat") as demo:
+    cfg, lim = backend.cfg, backend.limits
+
+    def respond(message, history, label, *settings):
+        try:
+            yield from backend.chat(message, history, label, *settings, warn=gr.Warning)
+        except NbkitError as e:  # the conversation stays visible; the note is never sent to the model
+            gr.Warning(str(e))
+            yield label_message(f"⚠ Not answered: {e}")
+
+    with gr.Blocks(title="nbkit chat", fill_height=True) as demo:
         gr.Markdown(
-            "## nbkit chat\nPick a model (registry runs appear here), then type. Switching model keeps the app up."
+            "## nbkit chat\nPick a model (registry runs appear here), then type. Switching model keeps the chat."
         )
         with gr.Row():
             model = gr.Dropdown(backend.choices(), value=backend.default_models[0], label="Model", scale=4)
             refresh = gr.Button("Refresh list", scale=1)
-        chatbot = gr.Chatbot(label="Conversation", height=420)
-        stats = gr.Markdown("", elem_id="stats")
-        msg = gr.Textbox(label="Message", placeholder="Ask something, then press Enter", max_lines=8)
-        with gr.Row():
-            send = gr.Button("Send", variant="primary")
-            stop = gr.Button("Stop")
-            clear = gr.Button("Clear")
         with gr.Accordion("Settings", open=False):
-            system = gr.Textbox(label="System prompt", value="")
-            temperature = gr.Slider(0.0, 2.0, value=0.7, step=0.05, label="Temperature (0 = greedy)")
-            top_p = gr.Slider(0.05, 1.0, value=0.95, step=0.05, label="Top-p")
-            max_new = gr.Slider(
-                1, cfg.max_new_tokens, value=cfg.default_new_tokens, step=1, label="Max new tokens"
+            system = gr.Textbox(label="System prompt", value="", max_length=cfg.max_input_chars)
+            with gr.Row():
+                temperature = gr.Slider(
+                    *RANGES["temperature"], value=0.7, step=0.05, label="Temperature (0 = greedy)"
+                )
+                top_p = gr.Slider(*RANGES["top_p"], value=0.95, step=0.05, label="Top-p")
+                top_k = gr.Slider(*RANGES["top_k"], value=0, step=1, label="Top-k (0 = off)")
+            with gr.Row():
+                repetition = gr.Slider(
+                    *RANGES["repetition_penalty"], value=1.0, step=0.05, label="Repetition penalty (1 = off)"
+                )
+                max_new = gr.Slider(
+                    1, cfg.max_new_tokens, value=cfg.default_new_tokens, step=1, label="Max new tokens"
+                )
+                seed = gr.Number(
+                    value=None, precision=0, label="Seed (empty = random)", minimum=0, maximum=lim.max_seed
+                )
+            stops = gr.Textbox(
+                label=f"Stop strings (comma-separated; at most {lim.max_stops}, {lim.max_stop_chars} characters each)",
+                value="",
+                max_length=lim.max_stops * (lim.max_stop_chars + 2),
             )
-            stop_strings = gr.Textbox(label="Stop strings (comma-separated)", value="")
+        chatbot = gr.Chatbot(
+            label="Conversation", elem_id="chatbot", height=460, buttons=["copy", "copy_all"]
+        )
+        chat = gr.ChatInterface(
+            respond,
+            chatbot=chatbot,
+            textbox=gr.Textbox(
+                placeholder="Ask something, then press Enter", elem_id="message", submit_btn=True
+            ),
+            additional_inputs=[model, system, temperature, top_p, top_k, repetition, max_new, stops, seed],
+            editable=True,
+            api_name="chat",
+            fill_height=False,
+        )
+        with gr.Row():
+            export = gr.Button("Download conversation (JSON)", elem_id="export", scale=1)
+            exported = gr.File(label="Conversation", visible=False, scale=2, elem_id="exported")
 
-        inputs = [msg, chatbot, model, system, temperature, top_p, max_new, stop_strings]
-        outputs = [chatbot, stats, msg]
-        chat = ui_errors(backend.chat)
-        sent = send.click(chat, inputs, outputs, api_name="chat")
-        entered = msg.submit(chat, inputs, outputs, api_name=False)
-        stop.click(None, None, None, cancels=[sent, entered], api_name=False)
-        clear.click(lambda: ([], ""), None, [chatbot, stats], api_name="clear")
+        def save(history, label):
+            return gr.File(value=backend.export_chat(history, label), visible=True)
+
+        export.click(save, [chat.chatbot, model], exported, api_name="export")
         refresh.click(lambda: gr.Dropdown(choices=backend.choices()), None, model, api_name="models")
     return demo

@@ -1,12 +1,17 @@
-"""The arena: blind A/B votes, side by side, token view, leaderboard and batch accuracy. Layout and event wiring
-only; the logic is nbkit.serve.Backend and nbkit.arena.
+"""The arena: blind A/B battles, side by side, token view, leaderboard and batch accuracy. Layout and event wiring
+only; the logic is nbkit.serve.Backend, nbkit.arena and nbkit.leaderboard.
 
-    nbkit compare base-sft star-it1 star-it2      # any registry runs, short names or checkpoint folders
+    nbkit compare base-sft star-it1 star-it2      # the blind pool: the models given here
+
+Blind battles follow FastChat's arena: the server draws two hidden models from its pool, the conversation may go
+on for several turns, the vote buttons wake up once both answers are complete, one vote per round, then "New
+round". Side-by-side and token-view answers name their models and never count as votes.
 """
 
 import gradio as gr
 
-from nbkit.serve import Backend, ui_errors
+from nbkit.limits import RANGES
+from nbkit.serve import Backend, ui_errors, ui_warn
 from nbkit.tasks import TASKS
 
 MAX_SIDE = 4
@@ -14,32 +19,45 @@ VOTES = [("left", "A is better"), ("right", "B is better"), ("tie", "Tie"), ("bo
 
 
 def build(backend: Backend) -> gr.Blocks:
-    cfg = backend.cfg
+    cfg, lim = backend.cfg, backend.limits
     choices = backend.choices()
     defaults = backend.default_models if len(backend.default_models) >= 2 else choices[:2]
+    pool = backend.arena.pool
 
     with gr.Blocks(title="nbkit arena") as demo:
         gr.Markdown("## nbkit arena\nCompare checkpoints: blind votes feed the leaderboard.")
         with gr.Accordion("Generation settings", open=False):
-            system = gr.Textbox(label="System prompt", value="")
-            temperature = gr.Slider(0.0, 2.0, value=0.7, step=0.05, label="Temperature (0 = greedy)")
-            top_p = gr.Slider(0.05, 1.0, value=0.95, step=0.05, label="Top-p")
+            system = gr.Textbox(label="System prompt", value="", max_length=cfg.max_input_chars)
+            temperature = gr.Slider(
+                *RANGES["temperature"], value=0.7, step=0.05, label="Temperature (0 = greedy)"
+            )
+            top_p = gr.Slider(*RANGES["top_p"], value=0.95, step=0.05, label="Top-p")
             max_new = gr.Slider(
                 1, cfg.max_new_tokens, value=cfg.default_new_tokens, step=1, label="Max new tokens"
             )
         settings = [system, temperature, top_p, max_new]
 
         with gr.Tab("Blind A/B"):
-            pool = gr.CheckboxGroup(choices, value=defaults, label="Pool: two of these are drawn at random")
-            prompt = gr.Textbox(
-                label="Prompt", placeholder="Ask both models something", elem_id="blind-prompt"
+            gr.Markdown(
+                f"Two of these {len(pool)} models answer, hidden: {', '.join(pool)}. Chat as long as you like, "
+                "then vote (blind answers are sampled, temperature at least "
+                f"{backend.BLIND_MIN_TEMPERATURE}). One vote per round."
             )
-            ask = gr.Button("Ask two hidden models", variant="primary", elem_id="ask")
             with gr.Row():
-                answer_a = gr.Textbox(label="Model A", lines=8, interactive=False, elem_id="answer-a")
-                answer_b = gr.Textbox(label="Model B", lines=8, interactive=False, elem_id="answer-b")
+                chat_a = gr.Chatbot(label="Model A", height=320, elem_id="chat-a")
+                chat_b = gr.Chatbot(label="Model B", height=320, elem_id="chat-b")
             with gr.Row():
-                vote_buttons = [gr.Button(text, elem_id=f"vote-{o}") for o, text in VOTES]
+                prompt = gr.Textbox(
+                    label="Prompt",
+                    placeholder="Ask both models something",
+                    elem_id="blind-prompt",
+                    scale=4,
+                    max_length=cfg.max_input_chars,
+                )
+                ask = gr.Button("Send", variant="primary", elem_id="ask", scale=1)
+            with gr.Row():
+                vote_buttons = [gr.Button(text, elem_id=f"vote-{o}", interactive=False) for o, text in VOTES]
+                new_round = gr.Button("New round", elem_id="new-round")
             reveal = gr.Markdown("", elem_id="reveal")
             board_small = gr.Dataframe(
                 backend.leaderboard(), label="Leaderboard", interactive=False, elem_id="board"
@@ -47,8 +65,9 @@ def build(backend: Backend) -> gr.Blocks:
             rnd = gr.State(None)
 
         with gr.Tab("Side by side"):
+            gr.Markdown("The same prompt to 2-4 named models at once. These answers are never votes.")
             models = gr.CheckboxGroup(choices, value=defaults, label=f"Models (2 to {MAX_SIDE})")
-            side_prompt = gr.Textbox(label="Prompt")
+            side_prompt = gr.Textbox(label="Prompt", max_length=cfg.max_input_chars)
             run_side = gr.Button("Ask all", variant="primary")
             timing = gr.Markdown("")
             with gr.Row():
@@ -59,41 +78,78 @@ def build(backend: Backend) -> gr.Blocks:
 
         with gr.Tab("Token view"):
             gr.Markdown(
-                "Log-prob of each token of the last side-by-side answers under every model; darker = the models disagree more."
+                "Needs a side-by-side run first: it scores the answers of that run, token by token, under every "
+                "model of the run (about a second per model and answer here). Darker = the models disagree more "
+                "about that token."
             )
-            score = gr.Button("Score the last answers")
+            score = gr.Button("Score the last side-by-side answers")
             views = [gr.HighlightedText(label=f"Answer {i + 1}", show_legend=False) for i in range(MAX_SIDE)]
             token_table = gr.Dataframe(label="Largest disagreements", interactive=False)
 
         with gr.Tab("Leaderboard"):
             method = gr.Radio([("Bradley-Terry", "bt"), ("Elo", "elo")], value="bt", label="Ratings")
-            board = gr.Dataframe(backend.leaderboard(), label="95% bootstrap intervals", interactive=False)
+            board = gr.Dataframe(
+                backend.leaderboard(),
+                label="95% intervals; models whose intervals overlap share a rank",
+                interactive=False,
+                elem_id="full-board",
+            )
+            notes = gr.Markdown(backend.board_notes(), elem_id="board-notes")
+            with gr.Row():
+                win_rate, counts = backend.matrices()
+                win_table = gr.Dataframe(win_rate, label="Win rate of the row model against the column model")
+                count_table = gr.Dataframe(counts, label="Battles between them")
             refresh = gr.Button("Refresh")
 
         with gr.Tab("Batch"):
+            gr.Markdown(
+                "Scores each selected model on the same test examples of a task, greedy. Each example x model is "
+                f"one answer (about a second here); one request runs at most {lim.max_batch_work} answers."
+            )
             batch_models = gr.CheckboxGroup(choices, value=defaults, label="Models")
             with gr.Row():
                 task = gr.Dropdown(list(TASKS), value="arithmetic", label="Task")
-                n = gr.Slider(1, 200, value=20, step=1, label="Examples")
+                n = gr.Slider(
+                    1, lim.max_batch_work, value=min(20, lim.max_batch_work), step=1, label="Examples"
+                )
             run_batch = gr.Button("Evaluate", variant="primary")
             batch_table = gr.Dataframe(label="Accuracy (greedy)", interactive=False)
 
         # ---- wiring
-        blind = ui_errors(backend.blind_round)
-        ask.click(lambda: "", None, reveal, api_name=False).then(
-            blind, [prompt, pool, *settings], [answer_a, answer_b, rnd], api_name="blind"
-        )
+        def blind(text, current, system, temperature, top_p, max_new, request: gr.Request):
+            turn = backend.blind_turn(text, current, system, temperature, top_p, max_new, request=request)
+            for a, b, r, done in turn:
+                yield a, b, r, *[gr.Button(interactive=done) for _ in VOTES], ("" if done else gr.skip())
+
+        blind_out = [chat_a, chat_b, rnd, *vote_buttons, prompt]
+        ask.click(ui_warn(blind, len(blind_out)), [prompt, rnd, *settings], blind_out, api_name="blind")
+        prompt.submit(ui_warn(blind, len(blind_out)), [prompt, rnd, *settings], blind_out, api_name=False)
 
         def voter(outcome):
-            def vote(r, request: gr.Request):
-                return backend.vote(r, outcome, getattr(request, "session_hash", "") or "")
+            def vote(r, m, request: gr.Request):
+                text, r = backend.vote(r, outcome, request)
+                buttons = [gr.Button(interactive=False) for _ in VOTES]
+                return (
+                    text,
+                    r,
+                    backend.leaderboard(),
+                    *buttons,
+                    backend.leaderboard(m),
+                    backend.board_notes(m),
+                )
 
-            return ui_errors(vote)
+            return vote
 
+        vote_out = [reveal, rnd, board_small, *vote_buttons, board, notes]
         for (outcome, _), button in zip(VOTES, vote_buttons):
-            button.click(voter(outcome), rnd, [reveal, rnd, board_small], api_name=f"vote_{outcome}").then(
-                ui_errors(backend.leaderboard), method, board, api_name=False
+            button.click(
+                ui_warn(voter(outcome), len(vote_out)), [rnd, method], vote_out, api_name=f"vote_{outcome}"
             )
+
+        def fresh():
+            return None, [], [], "", *[gr.Button(interactive=False) for _ in VOTES]
+
+        new_round.click(fresh, None, [rnd, chat_a, chat_b, reveal, *vote_buttons], api_name="new_round")
 
         def side(prompt, labels, *s):
             for names, texts, line, done in backend.side_by_side(prompt, labels, *s):
@@ -123,8 +179,13 @@ def build(backend: Backend) -> gr.Blocks:
             ]
             return *padded, table
 
-        score.click(ui_errors(tokens), last, [*views, token_table], api_name="token_view")
-        refresh.click(ui_errors(backend.leaderboard), method, board, api_name="leaderboard")
-        method.change(ui_errors(backend.leaderboard), method, board, api_name=False)
-        run_batch.click(ui_errors(backend.batch), [batch_models, task, n], batch_table, api_name="batch")
+        score.click(ui_warn(tokens, MAX_SIDE + 1), last, [*views, token_table], api_name="token_view")
+
+        def full_board(m):
+            return backend.leaderboard(m), backend.board_notes(m), *backend.matrices()
+
+        board_out = [board, notes, win_table, count_table]
+        refresh.click(ui_warn(full_board, 4), method, board_out, api_name="leaderboard")
+        method.change(ui_warn(full_board, 4), method, board_out, api_name=False)
+        run_batch.click(ui_warn(backend.batch, 1), [batch_models, task, n], batch_table, api_name="batch")
     return demo

@@ -16,8 +16,10 @@ rating notebook):
 
 from __future__ import annotations
 
+import json
 import math
 import random
+import secrets
 import sqlite3
 import threading
 import time
@@ -153,6 +155,22 @@ def bootstrap_ci(
     return {mod: (float(np.percentile(v, lo)), float(np.percentile(v, hi))) for mod, v in samples.items()}
 
 
+def interval_floor(games: int, prior: float = 1.0, scale: float = 400.0, z: float = 1.96) -> float:
+    """Half-width of the narrowest honest 95% interval after `games` games: the Wald interval of a Bradley-Terry
+    rating at a 50% win rate, counting the prior's virtual games. A bootstrap of one vote has zero width (every
+    resample is that vote); this floor keeps a handful of votes from looking certain.
+
+    Example: interval_floor(1) -> 1.96 * 400 / ln(10) / sqrt(0.25 * 3) = 393.2; interval_floor(100) -> 67.4.
+    """
+    return z * scale / math.log(10) / math.sqrt(0.25 * (games + 2 * prior))
+
+
+def tied_ranks(ci_lo: Sequence[float], ci_hi: Sequence[float]) -> list[int]:
+    """Rank = 1 + the number of models whose interval lies entirely above this one's (LMSYS's "rank (UB)"), so
+    models whose intervals overlap share a rank. Example: ([10, 0, -50], [30, 20, -20]) -> [1, 1, 3]."""
+    return [1 + sum(lo_j > hi_i for lo_j in ci_lo) for hi_i in ci_hi]
+
+
 def leaderboard(
     battles: Sequence[Battle],
     method: str = "bt",
@@ -161,10 +179,11 @@ def leaderboard(
     k: float = 4.0,
     prior: float = 1.0,
 ):
-    """A pandas DataFrame, best first: model, rating, ci_lo, ci_hi (95% bootstrap), games, wins, ties, losses."""
+    """A pandas DataFrame, best first: rank (tied where intervals overlap), model, rating, ci_lo, ci_hi (95%:
+    bootstrap, never narrower than `interval_floor`), games, wins, ties, losses."""
     import pandas as pd
 
-    cols = ["model", "rating", "ci_lo", "ci_hi", "games", "wins", "ties", "losses"]
+    cols = ["rank", "model", "rating", "ci_lo", "ci_hi", "games", "wins", "ties", "losses"]
     if not battles:
         return pd.DataFrame(columns=cols)
 
@@ -179,17 +198,17 @@ def leaderboard(
             t = tally[mod]
             t["games"] += 1
             t["wins" if s == 1 else "losses" if s == 0 else "ties"] += 1
-    rows = [
-        {
-            "model": mod,
-            "rating": round(r, 1),
-            "ci_lo": round(ci.get(mod, (r, r))[0], 1),
-            "ci_hi": round(ci.get(mod, (r, r))[1], 1),
-            **tally[mod],
-        }
-        for mod, r in ratings.items()
-    ]
-    return pd.DataFrame(rows, columns=cols).sort_values("rating", ascending=False, ignore_index=True)
+    rows = []
+    for mod, r in ratings.items():
+        lo, hi = ci.get(mod, (r, r))
+        floor = interval_floor(tally[mod]["games"], prior)
+        lo, hi = min(lo, r - floor), max(hi, r + floor)
+        rows.append(
+            {"model": mod, "rating": round(r, 1), "ci_lo": round(lo, 1), "ci_hi": round(hi, 1), **tally[mod]}
+        )
+    df = pd.DataFrame(rows).sort_values("rating", ascending=False, ignore_index=True)
+    df.insert(0, "rank", tied_ranks(df["ci_lo"].tolist(), df["ci_hi"].tolist()))
+    return df[cols]
 
 
 # --------------------------------------------------------------------------------------------------- pairing
@@ -208,10 +227,12 @@ def pick_pair(models: Sequence[str], rng: random.Random) -> tuple[str, str]:
 
 
 class VoteStore:
-    """Votes in one SQLite file, WAL mode: many readers and one writer at a time, each vote its own transaction.
+    """Rounds and votes in one SQLite file, WAL mode: many readers and one writer at a time.
 
-    Each thread gets its own connection (sqlite3 connections must not be shared across threads); writers that
-    find the file locked wait up to `timeout` seconds instead of failing, so concurrent voters lose nothing.
+    A round is created by the server (`open_round`), marked served once both answers are complete
+    (`serve_turn`), and takes one vote (`vote_round`): the checks and the insert run in one BEGIN IMMEDIATE
+    transaction, so six simultaneous votes on a round store one row. Each thread gets its own connection (sqlite3
+    connections must not be shared across threads); writers that find the file locked wait up to `timeout` s.
     """
 
     def __init__(self, path: str | Path, timeout: float = 30.0):
@@ -223,6 +244,18 @@ class VoteStore:
             c.execute(
                 "CREATE TABLE IF NOT EXISTS votes (id INTEGER PRIMARY KEY AUTOINCREMENT, ts REAL NOT NULL, "
                 "left TEXT NOT NULL, right TEXT NOT NULL, outcome TEXT NOT NULL, prompt TEXT, session TEXT)"
+            )
+            have = {r[1] for r in c.execute("PRAGMA table_info(votes)")}
+            for col in ("client", "round_id", "answer_a", "answer_b"):  # files from before rounds existed
+                if col not in have:
+                    c.execute(f"ALTER TABLE votes ADD COLUMN {col} TEXT")
+            c.execute(
+                "CREATE UNIQUE INDEX IF NOT EXISTS votes_round ON votes(round_id) WHERE round_id IS NOT NULL"
+            )
+            c.execute(
+                "CREATE TABLE IF NOT EXISTS rounds (id TEXT PRIMARY KEY, ts REAL NOT NULL, session TEXT, "
+                "client TEXT, left TEXT NOT NULL, right TEXT NOT NULL, turns TEXT NOT NULL DEFAULT '[]', "
+                "served INTEGER NOT NULL DEFAULT 0, voted INTEGER NOT NULL DEFAULT 0)"
             )
 
     def _txn(self) -> _Txn:
@@ -236,7 +269,7 @@ class VoteStore:
         return _Txn(conn)
 
     def add(self, left: str, right: str, outcome: str, prompt: str = "", session: str = "") -> int:
-        """Record one vote; returns its id."""
+        """Record one vote without a round (imports, notebooks); returns its id. The apps use `vote_round`."""
         if outcome not in OUTCOMES:
             raise ArenaError(f"unknown vote {outcome!r}; use one of {', '.join(OUTCOMES)}")
         if left == right:
@@ -248,9 +281,93 @@ class VoteStore:
             )
             return int(cur.lastrowid)
 
+    def open_round(self, round_id: str, left: str, right: str, session: str = "", client: str = "") -> None:
+        with self._txn() as c:
+            c.execute(
+                "INSERT INTO rounds (id, ts, session, client, left, right) VALUES (?, ?, ?, ?, ?, ?)",
+                (round_id, time.time(), session, client, left, right),
+            )
+
+    def begin_turn(self, round_id: str) -> None:
+        """A new turn is being answered: no vote until it is served."""
+        with self._txn() as c:
+            c.execute("UPDATE rounds SET served = 0 WHERE id = ? AND voted = 0", (round_id,))
+
+    def serve_turn(self, round_id: str, prompt: str, answer_a: str, answer_b: str) -> None:
+        """Both answers of a turn are complete: record them and open the round to one vote."""
+        with self._txn() as c:
+            row = c.execute("SELECT turns FROM rounds WHERE id = ?", (round_id,)).fetchone()
+            if row is None:
+                raise ArenaError("This round is unknown to the server; start a new round.")
+            turns = json.loads(row[0]) + [{"prompt": prompt, "a": answer_a, "b": answer_b}]
+            c.execute("UPDATE rounds SET turns = ?, served = 1 WHERE id = ?", (json.dumps(turns), round_id))
+
+    def vote_round(
+        self,
+        round_id,
+        outcome: str,
+        session: str = "",
+        client: str = "",
+        per_session: int = 6,
+        per_client: int = 60,
+        window: float = 60.0,
+    ) -> tuple[str, str]:
+        """Store the one vote of a served round of this session; returns (left, right). Refuses (ArenaError) a
+        round the server did not create, one of another session, one not served yet, one already voted, and a
+        session or client address over its votes per `window` seconds."""
+        if outcome not in OUTCOMES:
+            raise ArenaError(f"unknown vote {outcome!r}; use one of {', '.join(OUTCOMES)}")
+        if not isinstance(round_id, str) or not round_id:
+            raise ArenaError("Ask a question first: there is no round to vote on.")
+        now = time.time()
+        with self._txn() as c:
+            row = c.execute(
+                "SELECT left, right, turns, served, voted, session FROM rounds WHERE id = ?", (round_id,)
+            ).fetchone()
+            if row is None or row[5] != session:
+                raise ArenaError("This round was not served to you by this server; ask a question first.")
+            left, right, turns, served, voted, _ = row
+            if voted:
+                raise ArenaError("This round already has your vote; start a new round.")
+            if not served:
+                raise ArenaError("Wait until both answers have finished, then vote.")
+            for key, value, cap in (("session", session, per_session), ("client", client, per_client)):
+                n = c.execute(
+                    f"SELECT COUNT(*) FROM votes WHERE {key} = ? AND ts > ?", (value, now - window)
+                ).fetchone()[0]
+                if n >= cap:
+                    who = "this session" if key == "session" else "this address"
+                    raise ArenaError(f"Too many votes from {who}: at most {cap} a minute. Wait a little.")
+            turns = json.loads(turns)
+            c.execute(
+                "INSERT INTO votes (ts, left, right, outcome, prompt, session, client, round_id, answer_a, "
+                "answer_b) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    now,
+                    left,
+                    right,
+                    outcome,
+                    json.dumps([t["prompt"] for t in turns]),
+                    session,
+                    client,
+                    round_id,
+                    json.dumps([t["a"] for t in turns]),
+                    json.dumps([t["b"] for t in turns]),
+                ),
+            )
+            c.execute("UPDATE rounds SET voted = 1 WHERE id = ?", (round_id,))
+        return left, right
+
     def battles(self) -> list[Battle]:
         with self._txn() as c:
             return [tuple(r) for r in c.execute("SELECT left, right, outcome FROM votes ORDER BY id")]
+
+    def log(self) -> list[dict]:
+        """Every vote with its audit fields (prompt and both answers are JSON lists, one item per turn)."""
+        with self._txn() as c:
+            cur = c.execute("SELECT * FROM votes ORDER BY id")
+            names = [d[0] for d in cur.description]
+            return [dict(zip(names, r)) for r in cur]
 
     def count(self) -> int:
         with self._txn() as c:
@@ -275,33 +392,35 @@ class _Txn:
 
 
 class Arena:
-    """Blind A/B rounds for one server: pick a pair, take one vote per finished round, rate everyone."""
+    """Blind A/B rounds for one server. The pair is drawn from `pool`, fixed when the server starts (the
+    instructor's choice, never the client's); a round may have several turns; one vote per served round."""
 
-    def __init__(self, cfg: ArenaConfig, store: VoteStore):
+    def __init__(self, cfg: ArenaConfig, store: VoteStore, pool: Sequence[str] = (), limits=None):
+        from nbkit.limits import Limits
+
         self.cfg, self.store = cfg, store
+        self.pool = list(dict.fromkeys(pool))
+        self.limits = limits or Limits()
         self.rng = random.Random(cfg.seed)
         self._lock = threading.Lock()  # random.Random is not meant to be shared by threads
 
-    def new_round(self, pool: Sequence[str], prompt: str = "") -> dict:
-        """A round record to keep server-side: {"pair": (a, b), "prompt", "done": False, "voted": False}."""
+    def new_round(self, session: str = "", client: str = "") -> dict:
+        """A fresh round in the store: {"id", "pair": (a, b), "turns": []}; the app keeps it in gr.State."""
         with self._lock:
-            pair = pick_pair(pool, self.rng)
-        return {"pair": pair, "prompt": prompt[:2000], "done": False, "voted": False}
+            pair = pick_pair(self.pool, self.rng)
+        rid = secrets.token_urlsafe(16)
+        self.store.open_round(rid, pair[0], pair[1], session, client)
+        return {"id": rid, "pair": pair, "turns": []}
 
-    def vote(self, rnd, outcome: str, session: str = "") -> tuple[str, dict]:
-        """Store the vote on a finished round once; returns (who was who, as markdown) and the round, voted."""
-        if not isinstance(rnd, dict) or not rnd.get("pair"):
-            raise ArenaError("Ask a question first: there is no round to vote on.")
-        if rnd.get("voted"):
-            raise ArenaError("This round already has your vote; ask a new question.")
-        if not rnd.get("done"):
-            raise ArenaError("Wait until both answers have finished, then vote.")
-        if outcome not in OUTCOMES:
-            raise ArenaError(f"unknown vote {outcome!r}; use one of {', '.join(OUTCOMES)}")
-        left, right = rnd["pair"]
-        self.store.add(left, right, outcome, prompt=rnd.get("prompt", ""), session=session)
+    def vote(self, rnd, outcome: str, session: str = "", client: str = "") -> str:
+        """Store the vote; returns who was who, as markdown."""
+        rid = rnd.get("id") if isinstance(rnd, dict) else None
+        lim = self.limits
+        left, right = self.store.vote_round(
+            rid, outcome, session, client, lim.votes_per_session, lim.votes_per_address
+        )
         said = {"left": "A is better", "right": "B is better", "tie": "tie", "both_bad": "both bad"}[outcome]
-        return f"You voted **{said}**. A was **{left}**, B was **{right}**.", {**rnd, "voted": True}
+        return f"You voted **{said}**. A was **{left}**, B was **{right}**."
 
     def board(self, method: str | None = None):
         c = self.cfg

@@ -103,11 +103,14 @@ def stream_generate(
     stop_event: threading.Event | None = None,
     min_new_tokens: int = 0,
     seed: int | None = None,
+    top_k: int = 0,
+    repetition_penalty: float = 1.0,
 ) -> Iterator[Chunk]:
     """Stream one answer to a chat. Yields Chunks with the full text so far; the last one has done=True.
 
     `generate` runs in a daemon thread; closing this iterator (or setting `stop_event`) stops it at the next token.
-    `seed` seeds torch's global RNG (reproducible only when one stream runs at a time, as in tests).
+    `seed` seeds torch's global RNG (reproducible only when one stream runs at a time, as in tests). `top_k=0`
+    means no top-k cut; `repetition_penalty=1.0` means none (CTRL's penalty, as transformers applies it).
     """
     import torch
 
@@ -132,9 +135,11 @@ def stream_generate(
         eos_token_id=eos,
     )
     if temperature > 0:
-        kwargs.update(do_sample=True, temperature=float(temperature), top_p=float(top_p), top_k=0)
+        kwargs.update(do_sample=True, temperature=float(temperature), top_p=float(top_p), top_k=int(top_k))
     else:
         kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+    if repetition_penalty and float(repetition_penalty) != 1.0:
+        kwargs["repetition_penalty"] = float(repetition_penalty)
     stop = [s for s in (stop or []) if s]
     if stop:
         kwargs.update(stop_strings=list(stop), tokenizer=tok)
