@@ -1,5 +1,6 @@
 """Arena maths and vote storage: hand-computed ratings, symmetry (hypothesis), concurrent voters."""
 
+import json
 import math
 import random
 import sqlite3
@@ -20,11 +21,14 @@ from nbkit.arena import (
     disagreement,
     elo_ratings,
     highlight,
+    interval_floor,
     leaderboard,
     pick_pair,
     rate,
+    tied_ranks,
     win_matrix,
 )
+from nbkit.leaderboard import matrices, position_bias, separation, votes_to_separate
 
 MODELS = ["a", "b", "c", "d"]
 battle = st.tuples(st.sampled_from(MODELS), st.sampled_from(MODELS), st.sampled_from(OUTCOMES)).filter(
@@ -155,7 +159,17 @@ def test_bootstrap_ci_brackets_the_estimate_and_is_seeded():
 def test_leaderboard_table():
     battles = [("a", "b", "left")] * 3 + [("a", "b", "right"), ("b", "c", "tie"), ("c", "a", "both_bad")]
     df = leaderboard(battles, n_boot=20)
-    assert list(df.columns) == ["model", "rating", "ci_lo", "ci_hi", "games", "wins", "ties", "losses"]
+    assert list(df.columns) == [
+        "rank",
+        "model",
+        "rating",
+        "ci_lo",
+        "ci_hi",
+        "games",
+        "wins",
+        "ties",
+        "losses",
+    ]
     assert df["model"].tolist()[0] == "a"
     row = df.set_index("model").loc["a"]
     assert (row.games, row.wins, row.ties, row.losses) == (5, 3, 1, 1)
@@ -230,19 +244,157 @@ def test_no_vote_lost_under_concurrent_voters(tmp_path):
 
 
 def test_arena_round_protocol(tmp_path):
-    arena = Arena(ArenaConfig(n_boot=5), VoteStore(tmp_path / "v.sqlite"))
+    arena = Arena(ArenaConfig(n_boot=5), VoteStore(tmp_path / "v.sqlite"), pool=["x", "y"])
     with pytest.raises(ArenaError, match="Ask a question first"):
         arena.vote(None, "left")
-    rnd = arena.new_round(["x", "y"], "hi")
+    rnd = arena.new_round("s1", "10.0.0.1")
+    assert set(rnd["pair"]) == {"x", "y"} and rnd["turns"] == []
     with pytest.raises(ArenaError, match="Wait until"):
-        arena.vote(rnd, "left")
-    reveal, voted = arena.vote({**rnd, "done": True}, "right")
+        arena.vote(rnd, "left", "s1", "10.0.0.1")  # created, not served yet
+    arena.store.serve_turn(rnd["id"], "hi", "answer a", "answer b")
+    with pytest.raises(ArenaError, match="not served to you"):
+        arena.vote(rnd, "left", "another-session", "10.0.0.1")
+    reveal = arena.vote(rnd, "right", "s1", "10.0.0.1")
     a, b = rnd["pair"]
     assert f"A was **{a}**, B was **{b}**" in reveal
     with pytest.raises(ArenaError, match="already has your vote"):
-        arena.vote(voted, "left")
+        arena.vote(rnd, "left", "s1", "10.0.0.1")
     assert arena.store.battles() == [(a, b, "right")]
     assert arena.board()["games"].tolist() == [1, 1]
+
+
+def test_vote_log_records_prompt_and_both_answers_of_every_turn(tmp_path):
+    store = VoteStore(tmp_path / "v.sqlite")
+    store.open_round("r1", "x", "y", "s", "c")
+    store.serve_turn("r1", "first?", "a1", "b1")
+    store.begin_turn("r1")
+    with pytest.raises(ArenaError, match="Wait until"):  # a second turn is being answered
+        store.vote_round("r1", "tie", "s", "c")
+    store.serve_turn("r1", "second?", "a2", "b2")
+    assert store.vote_round("r1", "tie", "s", "c") == ("x", "y")
+    (row,) = store.log()
+    assert json.loads(row["prompt"]) == ["first?", "second?"]
+    assert json.loads(row["answer_a"]) == ["a1", "a2"] and json.loads(row["answer_b"]) == ["b1", "b2"]
+    assert (row["session"], row["client"], row["round_id"], row["outcome"]) == ("s", "c", "r1", "tie")
+
+
+def test_concurrent_double_vote_stores_exactly_one_row(tmp_path):
+    path = tmp_path / "v.sqlite"
+    VoteStore(path).open_round("r1", "x", "y", "s", "c")
+    VoteStore(path).serve_turn("r1", "p", "a", "b")
+    stores = [VoteStore(path) for _ in range(3)]  # separate connections, as separate processes would have
+    start, results = threading.Barrier(6), []
+
+    def vote(i):
+        start.wait()
+        try:
+            stores[i % 3].vote_round("r1", OUTCOMES[i % 4], "s", "c")
+            results.append("ok")
+        except ArenaError as e:
+            results.append(str(e))
+
+    threads = [threading.Thread(target=vote, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results.count("ok") == 1 and VoteStore(path).count() == 1
+    assert all("already has your vote" in r for r in results if r != "ok")
+
+
+def test_forged_rounds_and_floods_change_no_rating(tmp_path):
+    store = VoteStore(tmp_path / "v.sqlite")
+    arena = Arena(ArenaConfig(n_boot=5), store, pool=["good", "other"])
+    for fake in (
+        "made-up-id",
+        {"id": "made-up-id", "pair": ("random-init", "good")},
+        {"pair": ("a", "b")},
+        42,
+    ):
+        with pytest.raises(ArenaError):
+            arena.vote(fake if isinstance(fake, dict) else {"id": fake}, "left", "s", "c")
+    for _ in range(20):  # the pool is the server's: a client cannot bring its own model into a round
+        assert set(arena.new_round("s", "c")["pair"]) == {"good", "other"}
+    assert store.count() == 0
+    # one session flooding served rounds: only votes_per_session a minute land
+    arena.limits.votes_per_session, landed = 3, 0
+    for i in range(8):
+        rnd = arena.new_round("flood", "10.0.0.9")
+        store.serve_turn(rnd["id"], f"q{i}", "a", "b")
+        try:
+            arena.vote(rnd, "left", "flood", "10.0.0.9")
+            landed += 1
+        except ArenaError as e:
+            assert "Too many votes from this session: at most 3 a minute" in str(e)
+    assert landed == 3
+    # many sessions from one address (new session = new round): the per-address cap holds
+    arena.limits.votes_per_session, arena.limits.votes_per_address = 100, 5
+    for i in range(8):
+        rnd = arena.new_round(f"s{i}", "10.0.0.9")
+        store.serve_turn(rnd["id"], "q", "a", "b")
+        try:
+            arena.vote(rnd, "left", f"s{i}", "10.0.0.9")
+        except ArenaError as e:
+            assert "from this address" in str(e)
+    assert store.count() == 5  # 3 from the flood + 2 more until the address reached 5 in the minute
+
+
+def test_pool_needs_two_models(tmp_path):
+    arena = Arena(ArenaConfig(), VoteStore(tmp_path / "v.sqlite"), pool=["only"])
+    with pytest.raises(ArenaError, match="at least 2"):
+        arena.new_round()
+
+
+# ------------------------------------------------------------------------------------------------ honesty
+
+
+def test_interval_floor_by_hand_and_never_zero_width_with_one_vote():
+    # 1.96 * 400 / ln(10) / sqrt(0.25 * (1 + 2)) = 340.48 / 0.866 = 393.16
+    assert interval_floor(1) == pytest.approx(393.16, abs=0.01)
+    assert interval_floor(100, prior=1.0) == pytest.approx(
+        1.96 * 400 / math.log(10) / math.sqrt(25.5), abs=1e-9
+    )
+    df = leaderboard([("a", "b", "left")], n_boot=50)
+    assert ((df.ci_hi - df.ci_lo) >= 2 * 393.1).all()
+    assert df["rank"].tolist() == [1, 1]  # one vote separates nothing
+
+
+def test_tied_ranks():
+    assert tied_ranks([10, 0, -50], [30, 20, -20]) == [1, 1, 3]
+    assert tied_ranks([50, 0], [60, 10]) == [1, 2]
+
+
+def test_clear_winner_gets_its_own_rank_and_separation_lines():
+    battles = [("a", "b", "left")] * 60 + [("a", "b", "right")] * 5
+    df = leaderboard(battles, n_boot=50)
+    assert df["model"].tolist() == ["a", "b"] and df["rank"].tolist() == [1, 2]
+    assert separation(df) == ["a is ahead of b: their intervals do not overlap."]
+    close = leaderboard([("a", "b", "left")] * 3 + [("a", "b", "right")] * 2, n_boot=50)
+    (line,) = separation(close)
+    assert line.startswith("about ") and "more votes to separate" in line
+
+
+def test_votes_to_separate_by_hand():
+    # half-widths 100 + 100 over a gap of 50: shrink 4x -> 16x the games: 10 * 16 - 10 = 150
+    assert votes_to_separate(50, 100, 100, 10, 10) == 150
+    assert votes_to_separate(300, 100, 100, 10, 10) is None
+
+
+def test_position_bias_line_by_hand():
+    battles = [("x", "y", "left")] * 7 + [("x", "y", "right")] * 3 + [("x", "y", "tie")]
+    # Wilson interval for 7/10: centre (0.7 + 0.192) / 1.384 = 0.6446, half 0.2446 -> 40%-89%
+    assert position_bias(battles) == (
+        "Position bias: A won 7 of 10 decisive votes (70%, 95% CI 40%-89%); 50% means the side does not matter."
+    )
+    assert "no decisive votes" in position_bias([("x", "y", "tie")])
+
+
+def test_win_rate_and_count_matrices():
+    rate_df, count_df = matrices([("a", "b", "left"), ("a", "b", "tie"), ("b", "c", "right")])
+    rate_df, count_df = rate_df.set_index("model"), count_df.set_index("model")
+    assert rate_df.loc["a", "b"] == 0.75 and rate_df.loc["b", "a"] == 0.25 and rate_df.loc["c", "b"] == 1.0
+    assert math.isnan(rate_df.loc["a", "c"])
+    assert count_df.loc["a", "b"] == 2 and count_df.loc["b", "c"] == 1 and count_df.loc["a", "c"] == 0
 
 
 # ------------------------------------------------------------------------------------------------ token view
