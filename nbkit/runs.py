@@ -469,8 +469,9 @@ class Registry:
         parent: str | None = None,
         tracking: str = "auto",
     ) -> RunWriter:
-        """Start writing a run. A "base" run names its model in config["model"]; that model is checked first
-        (`nbkit.models.check`), so that no run is registered for a folder that is not a model."""
+        """Start writing a run. A run at the root of a lineage (no parent) may name its model in config["model"];
+        that model is checked first (`nbkit.models.check`, which loads nothing), so that no run is started for a
+        folder that is not a model."""
         if not name or "/" in name or "\\" in name or name.startswith("."):
             raise RunError(
                 f"invalid run name {name!r}: use letters, digits, '-', '_' (no slashes, no leading dot)"
@@ -482,7 +483,7 @@ class Registry:
             )
         if parent is not None and not self.exists(parent):
             raise RunError(f"parent run {parent!r} is not in {self.root}; register it first")
-        if kind == "base" and config and config.get("model"):
+        if parent is None and config and isinstance(config.get("model"), str):
             from nbkit.models import check
 
             check(config["model"])
@@ -517,10 +518,6 @@ class Registry:
             return sorted(p for p in self.root.iterdir() if not p.name.startswith(".") and p.is_dir())
         except FileNotFoundError:
             return []
-        except NotADirectoryError:
-            raise RunError(
-                f"the run registry {self.root} is a file, not a folder; use --runs DIR or $NBKIT_RUNS"
-            ) from None
         except OSError as e:
             raise _io_error(e, self.root, "read the run registry at") from None
 
