@@ -344,10 +344,10 @@ def auto_dtype(device: str) -> torch.dtype:
 
 
 def set_threads(threads: int | str = "auto") -> int:
-    if threads == "auto":
-        if os.environ.get("OMP_NUM_THREADS"):
-            return torch.get_num_threads()
-        threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    if threads == "auto":  # the cores free right now (nbkit.threads: a busy laptop stays usable)
+        from nbkit.threads import adapt
+
+        return adapt()
     torch.set_num_threads(int(threads))
     return int(threads)
 
