@@ -66,9 +66,12 @@ class RegistryCallback(TrainerCallback):
 
 
 def with_defaults(trainer):
-    """What every trainer nbkit builds gets: inside a notebook, the cell's live view (`nbkit.live`). Returns it."""
+    """What every trainer nbkit builds gets: a thread count that follows the machine's load (`nbkit.threads`) and,
+    inside a notebook, the cell's live view (`nbkit.live`). Returns the trainer."""
     from nbkit.live import attach
+    from nbkit.threads import adapt_callback
 
+    trainer.add_callback(adapt_callback())
     attach(trainer)
     return trainer
 
