@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from nbkit import threads
+
 
 @dataclass
 class Completion:
@@ -146,6 +148,7 @@ def sample(
         return Samples([], k, 0.0)
     ids = encode_prompts(tokenizer, prompts, chat, system)
     check_fits(ids, max_new_tokens, context_length(model))
+    threads.adapt()  # as many threads as cores free right now (a busy laptop stays usable)
     eos = _eos_ids(model, tokenizer)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else min(eos)
     device = next(model.parameters()).device
