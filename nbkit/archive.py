@@ -8,7 +8,8 @@ The archive is a plain tar (checkpoints are safetensors, which do not compress):
     nbkit-export.json           format, source registry, and per run: name, parent, sha256 of every file
     runs/<name>/...             each run's folder as it is in the registry (wandb files are not carried)
 
-- Export carries the lineage: every ancestor comes along unless `parents=False` (`--no-parents`).
+- Export carries the lineage: every ancestor comes along unless `parents=False` (`--no-parents`). Names may be
+  shell patterns: `nbkit runs export 'cpu-star-*' -o star.tar` takes a whole STaR loop.
 - Import verifies every checksum before anything is registered, writes each run under .pending/ and renames it in,
   parents first. A name that exists already is refused, unless it is the same run (same kind and creation time:
   skipped) or `rename=True`, which picks `NAME-imported` (then -2, -3...) and rewrites the children's parent.
@@ -41,9 +42,21 @@ def _sha256(stream, chunk: int = 1 << 20) -> str:
 
 
 def with_parents(reg: Registry, names: list[str], parents: bool = True) -> list[str]:
-    """The runs to export, parents before children. Example: ["dpo"] -> ["base", "sft", "dpo"]."""
+    """The runs to export, parents before children. A name may be a shell pattern ("cpu-star-*": a whole loop,
+    whose iterations are siblings, not ancestors). Example: ["dpo"] -> ["base", "sft", "dpo"]."""
+    import fnmatch
+
     out: list[str] = []
+    expanded = []
     for name in names:
+        if any(c in name for c in "*?["):
+            matched = fnmatch.filter(reg.names(), name)
+            if not matched:
+                raise RunError(f"no run matches {name!r} in {reg.root}")
+            expanded += matched
+        else:
+            expanded.append(name)
+    for name in expanded:
         chain = [r.name for r in reg.lineage(name)] if parents else [reg.get(name).name]
         out += [n for n in chain if n not in out]
     return out
@@ -163,6 +176,8 @@ def _relink(dest: Path, rec: dict, plan: dict, reg: Registry) -> None:
         return
     if base.get("run"):
         new_run = plan.get(base["run"]) or base["run"]
+        if not (base["run"] in plan or (reg.root / new_run / "checkpoint").is_dir()):
+            return  # its base run was not carried (--no-parents) and is not here: keep the old path
         new = str((reg.root / new_run / "checkpoint").resolve())
         base["run"] = new_run
     elif base.get("name") in KNOWN:
