@@ -17,6 +17,7 @@ from nbkit.budget import (
     claim_dpo_from_base_worst,
     claim_sft_wins_small,
     claim_small_sft_rescues,
+    claims,
     draw_rejected,
     load_pairs,
     plan_grid,
@@ -199,7 +200,8 @@ def test_load_pairs_from_a_dataset_file(tmp_path):
 
 
 def _table(rows):
-    return pd.DataFrame(rows, columns=["budget", "fraction", "n_pairs", "accuracy"])
+    t = pd.DataFrame(rows, columns=["budget", "fraction", "n_pairs", "accuracy"])
+    return t.assign(run=[f"b{b:g}-f{f:g}" for b, f in zip(t.budget, t.fraction)])
 
 
 AGREEING = _table(
@@ -214,25 +216,47 @@ AGREEING = _table(
 )
 
 
+def _scores(table, n=60):
+    """Per-problem 0/1 scores matching each cell's accuracy: cell with accuracy a gets the first round(a*n) right,
+    so a higher cell is right on a superset of a lower cell's problems (a clean paired difference)."""
+    return {
+        r.run: [1.0] * round(r.accuracy * n) + [0.0] * (n - round(r.accuracy * n)) for r in table.itertuples()
+    }
+
+
 def test_claims_agree_on_a_table_shaped_like_the_paper():
-    assert claim_sft_wins_small(AGREEING).startswith("AGREES: at B = 32, SFT only scores 0.30")
-    assert claim_dpo_from_base_worst(AGREEING).startswith("AGREES")
-    assert claim_small_sft_rescues(AGREEING) == (
-        "AGREES: B = 32: f = 0.125 scores 0.20 vs 0.05 (+0.15); B = 128: f = 0.125 scores 0.45 vs 0.10 (+0.35)"
-    )
+    scores = _scores(AGREEING)
+    c = claim_sft_wins_small(AGREEING, scores)
+    # SFT only 18/60 right vs the best split with pairs (f = 0.125) 12/60: paired difference +6/60 = +0.1, and
+    # every per-problem difference is 0 or +1, so the bootstrap interval stays above 0
+    assert c.verdict == "AGREES" and c.effect == pytest.approx(0.1) and c.n == 60 and c.lo > 0
+    assert "at B = 32, SFT only (acc 0.30) minus the best split with pairs (f = 0.125, acc 0.20)" in str(c)
+    worst = claim_dpo_from_base_worst(AGREEING, scores)
+    assert [w.verdict for w in worst] == ["AGREES", "AGREES"]
+    assert [round(w.effect, 3) for w in worst] == [0.15, 0.3]  # 0.20 - 0.05; min(0.45, 0.40) - 0.10
+    rescue = claim_small_sft_rescues(AGREEING, scores)
+    assert [round(r.effect, 3) for r in rescue] == [0.15, 0.35] and all(r.verdict == "AGREES" for r in rescue)
+    assert len(claims(AGREEING, scores)) == 5
+
+
+def test_claims_with_too_few_problems_are_inconclusive():
+    scores = _scores(AGREEING, n=10)  # SFT only 3/10 vs 2/10: one problem apart
+    c = claim_sft_wins_small(AGREEING, scores)
+    assert c.verdict == "INCONCLUSIVE" and c.n_needed > 10 and "would decide" in str(c)
 
 
 def test_claims_depart_plainly():
-    flat = AGREEING.assign(accuracy=0.0)  # a random model: every cell scores 0, and a tie is no win
-    assert claim_sft_wins_small(flat).startswith("DEPARTS")
-    assert claim_dpo_from_base_worst(flat).startswith("DEPARTS")
-    assert claim_small_sft_rescues(flat).startswith("DEPARTS")
+    flat = AGREEING.assign(accuracy=0.0)  # a random model: every cell scores 0, no effect, no decision
+    assert claim_sft_wins_small(flat, _scores(flat)).verdict == "INCONCLUSIVE"
     mixed_wins = AGREEING.copy()
-    mixed_wins.loc[1, "accuracy"] = 0.5
-    assert claim_sft_wins_small(mixed_wins).startswith(
-        "DEPARTS: at B = 32, SFT only scores 0.30; the best split"
-    )
-    assert claim_small_sft_rescues(AGREEING[AGREEING.fraction != 0.125]).startswith("DEPARTS: the grid needs")
+    mixed_wins.loc[1, "accuracy"] = 0.6
+    c = claim_sft_wins_small(mixed_wins, _scores(mixed_wins))
+    assert c.verdict == "DEPARTS" and c.effect == pytest.approx(-0.3)
+    coarse = AGREEING[AGREEING.fraction != 0.125]
+    with pytest.raises(BudgetError, match="the grid needs f = 0 and a share"):
+        claim_small_sft_rescues(coarse, _scores(AGREEING))
+    found = claims(coarse, _scores(AGREEING))  # what the grid can check, and a line for what it cannot
+    assert found[-1].startswith("claim_small_sft_rescues: not checked: the grid needs f = 0 and a share")
 
 
 # ------------------------------------------------------------------------------------ a real sweep on tiny
@@ -342,7 +366,9 @@ def test_cli_runs_a_gsm8k_sweep_from_a_config_file(tmp_path, monkeypatch, capsys
     out = tmp_path / "table.csv"
     assert main(["budget", "--config", str(cfg), "--root", str(tmp_path / "runs"), "--out", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert "claim_small_sft_rescues: " in printed and "base model accuracy" in printed
+    assert "base model accuracy" in printed
+    assert "at B = 2, SFT only (acc" in printed and "95% CI" in printed  # claims print with their intervals
+    assert "claim_small_sft_rescues: not checked: the grid needs f = 0 and a share 0 < f <= 0.25" in printed
     table = pd.read_csv(out)
     assert table[["n_sft", "n_pairs"]].values.tolist() == [[0, 2], [1, 1], [2, 0]]
 
