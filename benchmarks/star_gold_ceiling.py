@@ -7,6 +7,8 @@ count next to the primer's, so a STaR run can be read against its ceiling.
 
     nbkit star --config configs/star_arithmetic.yaml --profile cpu      # registers cpu-star-primer
     python benchmarks/star_gold_ceiling.py --primer runs/cpu-star-primer/checkpoint
+    # a training-volume sweep, no code: steps x batch, with or without the primer's rows replayed
+    python benchmarks/star_gold_ceiling.py --primer ... --problems 192 --steps 30 60 96 --batch-size 8 --replay-primer
 
 Greedy decoding, the same held-out problems as the loop's evaluation.
 """
@@ -31,23 +33,35 @@ def main():
     ap.add_argument("--profile", default="cpu", help="sizes (steps, batch, lr, problems) from this profile")
     ap.add_argument("--problems", type=int, help="gold rationales to train on (default: the profile's)")
     ap.add_argument("--lr", type=float, nargs="+", help="learning rates to try (default: the profile's)")
+    ap.add_argument("--steps", type=int, nargs="+", help="optimizer steps to try (default: the profile's)")
+    ap.add_argument("--batch-size", type=int, help="SFT batch size (default: the profile's)")
+    ap.add_argument("--replay-primer", action="store_true", help="train on the primer's rows too")
+    ap.add_argument("--test-problems", type=int, help="held-out problems (default: the profile's)")
     args = ap.parse_args()
 
     cfg = dataclasses.replace(StarConfig.for_profile(args.profile), verbose=False)
+    cfg.batch_size = args.batch_size or cfg.batch_size
+    cfg.test_problems = args.test_problems or cfg.test_problems
     task = star.build_task(cfg)
     test = star.held_out(task, cfg.test_problems)
     train = task.train(args.problems or cfg.problems_per_iteration, salt="gold-ceiling")
     records = [task.sft_record(ex) for ex in train]
+    if args.replay_primer:
+        records += star.primer_records(task, *star.seed_examples(cfg, task))
     primer, tok = star.load_model(args.primer)
     print(f"primer: {accuracy(cfg, task, primer, tok, test)}")
+    rows = len(records)
     for lr in args.lr or [cfg.lr]:
-        model, t0 = copy.deepcopy(primer), time.perf_counter()
-        star._sft(cfg, model, tok, records, cfg.steps(1), lr, None)  # leaves the model in eval mode
-        took = time.perf_counter() - t0
-        print(
-            f"gold rationales for {len(train)} problems, {cfg.steps(1)} steps at lr {lr:g} ({took:.0f} s): "
-            f"{accuracy(cfg, task, model, tok, test)}"
-        )
+        for steps in args.steps or [cfg.steps(1, rows)]:
+            model, t0 = copy.deepcopy(primer), time.perf_counter()
+            star._sft(cfg, model, tok, records, steps, lr, None)  # leaves the model in eval mode
+            took = time.perf_counter() - t0
+            print(
+                f"gold rationales for {len(train)} problems{' + primer rows' if args.replay_primer else ''} "
+                f"({rows} rows), {steps} steps of batch {cfg.batch_size} = {steps * cfg.batch_size / rows:.1f} "
+                f"epochs at lr {lr:g} ({took:.0f} s): {accuracy(cfg, task, model, tok, test)}",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -38,6 +38,7 @@ import contextlib
 import copy
 import dataclasses
 import json
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -86,6 +87,12 @@ class StarConfig:
         "answer", "answer: keep rationales that end right (paper) | faithful: right at every step too"
     )
     restart_from_base: bool = _opt(True, "fine-tune the seed model every iteration (paper), else the latest")
+    replay_seed: bool = _opt(
+        False, "train every iteration on the primer's rows too, not only on what was kept (not in the paper)"
+    )
+    train_epochs: float = _opt(
+        0.0, "> 0: each iteration trains this many epochs over its rows instead of the step schedule"
+    )
     first_steps: int = _opt(40, "optimizer steps in iteration 1 (paper: 40)")
     step_growth: float = _opt(0.2, "the step count grows by this share per iteration (paper: 20%)")
     step_scale: float = _opt(1.0, "multiplies the whole step schedule")
@@ -118,7 +125,10 @@ class StarConfig:
             raise ConfigError(f"unknown profile {name!r}; choose one of {', '.join(PROFILES)}")
         return cls(profile=name, model=PROFILES[name].model, **PROFILE_SIZES.get(name, {}))
 
-    def steps(self, iteration: int) -> int:
+    def steps(self, iteration: int, rows: int = 0) -> int:
+        """Optimizer steps of iteration i: the paper's schedule, or `train_epochs` over `rows` training rows."""
+        if self.train_epochs > 0:
+            return max(1, math.ceil(rows * self.train_epochs / self.batch_size))
         return step_schedule(iteration, self.first_steps, self.step_growth, self.step_scale)
 
     def run_name(self, what: str | int) -> str:
@@ -232,6 +242,7 @@ def validate(cfg: StarConfig) -> None:
         "first_steps must be >= 1, "
         f"step_scale > 0, step_growth >= 0; got {cfg.first_steps}, {cfg.step_scale}, {cfg.step_growth}",
     )
+    need(cfg.train_epochs >= 0, f"train_epochs must be >= 0 (0: the step schedule), got {cfg.train_epochs}")
     need(cfg.lr > 0 and cfg.primer_lr > 0, f"lr and primer_lr must be > 0, got {cfg.lr}, {cfg.primer_lr}")
     need(
         min(cfg.batch_size, cfg.sample_batch_size, cfg.test_problems, cfg.max_new_tokens) >= 1,
@@ -457,6 +468,58 @@ def plot(result: StarResult, ax=None):
     return ax
 
 
+# ---------------------------------------------------------------------------------------------------- claims
+
+
+def correct_vector(result: StarResult, iteration: int, difficulty: int | None = None) -> list[float]:
+    """Per held-out problem 1.0 / 0.0, in the evaluation's fixed order (the same problems every iteration)."""
+    rows = result.eval_rows(iteration)
+    return [float(r["correct"]) for r in rows if difficulty is None or r["difficulty"] == difficulty]
+
+
+def claim_accuracy_rises(result: StarResult, iteration: int = -1):
+    """Paper: held-out accuracy rises over STaR iterations. Paired over held-out problems, seed vs `iteration`."""
+    from nbkit.claims import paired
+
+    i = iteration % len(result.runs)
+    return paired(
+        correct_vector(result, i), correct_vector(result, 0),
+        f"held-out accuracy, iteration {i} minus the seed model's",
+    )  # fmt: skip
+
+
+def claim_difficulty_rises(result: StarResult, difficulty: int, iteration: int = 1):
+    """Paper (arithmetic figure): the loop teaches longer sums than the seed could do. Paired over the held-out
+    problems of one difficulty, seed vs `iteration`."""
+    from nbkit.claims import paired
+
+    i = iteration % len(result.runs)
+    return paired(
+        correct_vector(result, i, difficulty), correct_vector(result, 0, difficulty),
+        f"{difficulty}-digit accuracy, iteration {i} minus the seed model's",
+    )  # fmt: skip
+
+
+def claim_rationalization_uses_more(result: StarResult, without: StarResult, iteration: int = 1):
+    """Paper (86.7% vs 69.7% on CommonsenseQA): rationalization trains on more of the train set.
+
+    Paired over the train problems. Both arms sample the same problems from the same seed model with the same
+    seed, so the problems kept without rationalization are exactly those solved directly in both arms; the
+    per-problem difference is 1 for each rationalized problem and 0 elsewhere (the kept sets are nested).
+    """
+    from nbkit.claims import paired
+
+    n, w, wo = (
+        result.iterations[iteration]["tried"],
+        result.iterations[iteration],
+        without.iterations[iteration],
+    )
+    return paired(
+        [1.0] * w["kept"] + [0.0] * (n - w["kept"]), [1.0] * wo["kept"] + [0.0] * (n - wo["kept"]),
+        f"share of the train set kept in iteration {iteration}, with rationalization minus without",
+    )  # fmt: skip
+
+
 # ----------------------------------------------------------------------------------------------------- the loop
 
 
@@ -595,9 +658,11 @@ def run_star(cfg: StarConfig, registry=None) -> StarResult:
         # 4: fine-tune the seed model (paper: restart every iteration) on everything kept
         records = [dict(task.sft_record(ex, r), source="direct") for ex, r in kept]
         records += [dict(task.sft_record(ex, r), source="rationalized") for ex, r in rationalized]
+        if cfg.replay_seed and not fewshot:
+            records += [dict(r, source="primer") for r in primer_records(task, plain, hinted)]
         start = seed_run if cfg.restart_from_base else current
         student = copy.deepcopy(model_of(start)[0]) if cfg.restart_from_base else model
-        steps = cfg.steps(i)
+        steps = cfg.steps(i, len(records))
         writer = create(name, "star-iteration", start, {"model": cfg.model, "iteration": i, "steps": steps})
         with writer or contextlib.nullcontext():
             t1 = _now()
