@@ -626,9 +626,9 @@ def run_star(cfg: StarConfig, registry=None) -> StarResult:
         # 3: rationalization: the answer as a hint in the prompt; what is kept is trained on without it
         rationalized = []
         if cfg.rationalization and failed:
-            hinted = [chat(ex, hint=ex.answer) for ex in failed]
+            hint_chats = [chat(ex, hint=ex.answer) for ex in failed]
             texts = _sample(
-                cfg, model, tok, hinted, 1000 * cfg.rng_seed + 500 + i, f"iter {i}: rationalizing"
+                cfg, model, tok, hint_chats, 1000 * cfg.rng_seed + 500 + i, f"iter {i}: rationalizing"
             )
             rationalized, _ = filter_rationales(task, failed, texts, hinted=True, faithful=faithful)
         kept, rationalized = _gather(kept, world), _gather(rationalized, world)

@@ -451,3 +451,26 @@ def test_cpu_profile_learns_addition(tmp_path):
     d3 = [s["by_difficulty"][3] for s in result.iterations]
     assert result.stopped is None and len(d3) >= 4
     assert d3[0] < 0.2 and d3[1] >= 0.5 and d3[-1] > d3[1]
+
+
+def test_replay_seed_and_epochs_train_on_kept_plus_primer_rows(fake, registry, monkeypatch):
+    seen = []
+
+    def record(cfg, model, tok, records, steps, lr, writer, epochs=1.0):
+        seen.append((len(records), steps))
+        return type("Trainer", (), {"model": model})()
+
+    monkeypatch.setattr(star, "_sft", record)
+    cfg = smoke(iterations=1, replay_seed=True, train_epochs=2.0, batch_size=4, name="replay")
+    result = run_star(cfg, registry)
+    primer_rows = cfg.seed_examples  # plain + hinted, each one row
+    kept = result.iterations[1]["kept"]
+    assert seen[0] == (primer_rows, None)  # the primer itself trains by epochs
+    rows, steps = seen[-1]
+    assert rows == kept + primer_rows
+    assert steps == -(-rows * 2 // 4)  # ceil(rows * epochs / batch)
+    assert result.iterations[1]["steps"] == steps
+    sources = [
+        json.loads(line)["source"] for line in open(registry.root / result.runs[1] / "rationales.jsonl")
+    ]
+    assert sources.count("primer") == primer_rows
