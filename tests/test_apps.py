@@ -836,3 +836,101 @@ def test_compare_streams_two_smollm2_concurrently(registry, tmp_path_factory):
     order = [i for _, i, _ in events]
     assert order.index(1) < len(order) - 1 - order[::-1].index(0)  # model 1 starts before model 0 ends
     assert order.index(0) < len(order) - 1 - order[::-1].index(1)
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS")
+
+
+def serve_cli(args, tmp_path):
+    """Start `nbkit ...args` in a subprocess; returns (process, url) once it serves."""
+    import signal
+    import subprocess
+    import sys
+
+    port = free_port()
+    cmd = [sys.executable, "-m", "nbkit.cli", *args, "--profile", "smoke", "--port", str(port)]
+    cmd += ["--registry", str(tmp_path / "runs")]
+    proc = subprocess.Popen(
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    deadline, lines = time.monotonic() + 180, []
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        lines.append(line)
+        if "serving at" in line:
+            return proc, f"http://127.0.0.1:{port}/"
+    proc.kill()
+    raise AssertionError("".join(lines))
+
+
+def test_hostile_stop_string_in_a_subprocess_server_keeps_rss_bounded(tmp_path):
+    """The call that grew the server to 18 GB: a 100,000-character stop string, then 2,000 characters, then
+    many distinct stop strings at the cap (transformers caches a table per set). A subprocess, so a failure
+    cannot take the test runner down."""
+    from gradio_client import Client
+
+    proc, url = serve_cli(["chat", "tiny"], tmp_path)
+    try:
+        c = Client(url, verbose=False)
+        c.predict(*chat_args("warm up", max_new=4), api_name="/chat")
+        before = rss_mb(proc.pid)
+        for stop in ("x" * 100_000, "y" * 2000):
+            assert "Stop strings:" in refused(c.predict(*chat_args("hi", stop=stop), api_name="/chat"))
+        for i in range(12):  # distinct strings at the cap of 40 characters: each answered
+            stop = f"{i:02d}" + "z" * 38
+            assert "tok/s" in label_of(c.predict(*chat_args("hi", stop=stop, max_new=4), api_name="/chat"))
+        after = rss_mb(proc.pid)
+        print(f"\nserver RSS {before:.0f} MB -> {after:.0f} MB after the hostile stop strings")
+        assert proc.poll() is None and after - before < 400
+        assert "tok/s" in label_of(c.predict(*chat_args("still there?", max_new=2), api_name="/chat"))
+    finally:
+        proc.kill()
+        proc.communicate(timeout=60)
+
+
+def test_cli_bad_model_names_are_one_line(capsys, tmp_path):
+    from nbkit.cli import main
+
+    for name in ("/etc", str(tmp_path), "no-such-model"):
+        assert main(["chat", name, "--profile", "smoke", "--registry", str(tmp_path / "runs")]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len([x for x in err if x.startswith("nbkit: ") and "loading" not in x]) == 1, err
+        assert not any("Traceback" in x for x in err), err
+
+
+def test_cli_help_describes_every_flag(capsys):
+    from nbkit.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["compare", "--help"])
+    out = capsys.readouterr().out
+    assert out.startswith("usage: nbkit compare") and "blind A/B votes" in out
+    assert "nbkit.serve" not in out and "Simplified relative" not in out  # no developer docstring
+    for flag in ("--host", "--port", "--auth", "--share"):
+        line = next(x for x in out.splitlines() if x.strip().startswith(flag))
+        assert len(line.split(maxsplit=2)) == 3 or "  " in line.strip(), line  # the flag has help text
+    assert "interface to listen on" in out and "login required" in out
+
+
+def test_launch_folders_are_listed_once_by_name(registry, tmp_path):
+    """A LoRA run given by its folder is that run (its votes are not split) and no server path is shown."""
+    lora = registry.get("tiny-lora")
+    cat = Catalog(["tiny", str(lora.path / "checkpoint"), str(lora.path)], registry)
+    choices = cat.choices()
+    assert choices.count("tiny-lora") == 1 and not any("/" in c for c in choices if c != "some-org/launched")
+    assert cat.launch_labels() == ["tiny", "tiny-lora"]
+    other = tmp_path / "my-ckpt"
+    other.mkdir()
+    cat = Catalog([str(other)], registry)
+    assert "my-ckpt" in cat.choices() and cat.source("my-ckpt") == str(other)
+    assert not any(str(tmp_path) in c for c in cat.choices())
