@@ -9,10 +9,11 @@ one view, one after the other on a shared step axis:
 - for GRPO, the share of groups whose k rewards are all equal (TRL's `frac_reward_zero_std`: zero gradient);
 - the latest few sampled completions with their rewards (GRPO's groups, STaR's rationales).
 
-The view is an `IPython.display` handle updated in place, at most about once a second, and never more often than
-keeps drawing under ~3% of the time (a draw takes tens of milliseconds; `benchmarks/live_overhead.py` measures
-it). Headless (`nbkit report`, which sets NBKIT_HEADLESS=1) it draws only when a trainer ends, so the executed
-notebook keeps the final figure. NBKIT_LIVE=0 turns it off.
+The view is an `IPython.display` handle updated in place. While a trainer runs it shows a plain SVG frame at most
+about once a second (a frame takes about a millisecond; the interval also stretches so that frames never take more
+than ~3% of the time); when a trainer ends it draws a matplotlib figure, which stays in the notebook. Headless
+(`nbkit report`, which sets NBKIT_HEADLESS=1) it draws only the figures, so the executed notebook keeps the final
+one. `benchmarks/live_overhead.py` measures the cost. NBKIT_LIVE=0 turns it off.
 
     from nbkit.live import LiveView, LiveCallback
     view = LiveView()                                  # or current_view() inside a notebook cell
@@ -26,6 +27,7 @@ import io
 import os
 import time
 from collections import deque
+from html import escape
 
 from transformers import TrainerCallback
 
@@ -33,13 +35,24 @@ from transformers import TrainerCallback
 SCORES = ("reward", "rewards/accuracies", "mean_token_accuracy")
 ZERO_STD = "frac_reward_zero_std"
 MAX_POINTS = 400  # per series drawn: enough for a curve, cheap to draw
+COLORS = [
+    "#1f77b4",
+    "#ff7f0e",
+    "#2ca02c",
+    "#d62728",
+    "#9467bd",
+    "#8c564b",
+    "#e377c2",
+    "#7f7f7f",
+]  # matplotlib's
 
 
 class LiveView:
-    """One cell's figure. `display(png, text)` shows it; `clock` is time.perf_counter (tests pass a fake one).
+    """One cell's figure. `display(mime_bundle, samples_text)` shows it; `clock` is time.perf_counter (tests pass a
+    fake one).
 
-    min_interval: seconds between draws; also at least `budget_share` of wall time goes to training, i.e. the
-    interval stretches to draw_seconds / budget_share when a draw is slow. headless: draw only on `flush`.
+    min_interval: seconds between frames; the interval also stretches to frame_seconds / budget_share, so frames
+    take at most that share of the time. headless: no frames, only the figure drawn by `flush` and `note`.
     """
 
     def __init__(
@@ -51,7 +64,7 @@ class LiveView:
         clock=time.perf_counter,
         n_samples: int = 4,
     ):
-        self.display = display or _ipython_display()
+        self.display = display or _ipython_display()  # display(mime bundle, samples text)
         self.min_interval, self.budget_share, self.clock = min_interval, budget_share, clock
         self.headless = os.environ.get("NBKIT_HEADLESS") == "1" if headless is None else headless
         self.series: dict[str, list[tuple[int, float]]] = {}  # "loss [SFT]" -> [(step, value)]
@@ -87,7 +100,7 @@ class LiveView:
         """A point at the current step, e.g. note("held-out accuracy", 0.43) after a STaR iteration."""
         self.series.setdefault(name, []).append((self.last_step, float(value)))
         self.dirty = True
-        self.draw()  # rare (once per STaR iteration), and after the trainer's last draw: show it even headless
+        self.draw(final=True)  # rare (once per STaR iteration) and after the trainer's last figure: show it
 
     def add_samples(self, rows) -> None:
         """rows: (prompt, completion, reward) triples; the view keeps the latest few."""
@@ -101,19 +114,24 @@ class LiveView:
             return
         interval = max(self.min_interval, self.draw_seconds / self.budget_share)
         if self.clock() - self.last_draw >= interval:
-            self.draw()
+            self.draw(final=False)
 
     def flush(self) -> None:
-        """Draw now if anything changed (a trainer ended): the last figure stays in the notebook."""
+        """Draw the final figure if anything changed (a trainer ended): it stays in the notebook."""
         if self.dirty:
-            self.draw()
+            self.draw(final=True)
 
-    def draw(self) -> None:
+    def draw(self, final: bool = False) -> None:
+        """final: a matplotlib PNG (what stays in the notebook); else a quick SVG frame (about a millisecond)."""
         start = self.clock()
-        png = self.render_png()
-        self.display(png, self.samples_text())
+        if final:
+            figure = {"image/png": base64.b64encode(self.render_png()).decode("ascii")}
+        else:
+            figure = {"image/svg+xml": self.render_svg()}
+        self.display({**figure, "text/plain": "<nbkit live view>"}, self.samples_text())
         self.last_draw = self.clock()
-        self.draw_seconds = self.last_draw - start
+        if not final:  # the throttle follows the frames' cost; the final figure is drawn once per trainer
+            self.draw_seconds = self.last_draw - start
         self.draws += 1
         self.dirty = False
 
@@ -124,36 +142,83 @@ class LiveView:
         lines += [f"  reward {r:4.2f} | {p:40} | {c}" for p, c, r in self.samples]
         return "\n".join(lines)
 
+    def _title(self) -> str:
+        return f"live: {self._label() or 'training'}, step {self.last_step} (all trainers of this cell)"
+
+    def panels(self) -> list[tuple[str, list[tuple[str, list]]]]:
+        """[(title, [(series name, points)])]: loss; reward or accuracy; GRPO's zero-std share when logged."""
+        kinds = [("loss", lambda k: k.startswith("loss"))]
+        kinds.append(("reward / accuracy", lambda k: not k.startswith(("loss", ZERO_STD))))
+        if any(k.startswith(ZERO_STD) for k in self.series):
+            kinds.append(("zero-std share of groups", lambda k: k.startswith(ZERO_STD)))
+        return [
+            (title, [(k, _thin(v)) for k, v in self.series.items() if wanted(k)]) for title, wanted in kinds
+        ]
+
     def render_png(self) -> bytes:
         """The figure as PNG bytes (object-oriented matplotlib: no pyplot, so nothing else is shown)."""
         from matplotlib.figure import Figure
 
-        panels = [("loss", lambda k: k.startswith("loss"))]
-        panels.append(("reward / accuracy", lambda k: not k.startswith(("loss", ZERO_STD))))
-        if any(k.startswith(ZERO_STD) for k in self.series):
-            panels.append(("zero-std share of groups", lambda k: k.startswith(ZERO_STD)))
+        panels = self.panels()
         fig = Figure(figsize=(4.2 * len(panels), 3.0), dpi=72)
         axes = fig.subplots(1, len(panels), squeeze=False)[0]
-        for ax, (title, wanted) in zip(axes, panels):
-            for name, points in self.series.items():
-                if wanted(name):
-                    xs, ys = zip(*_thin(points))
-                    style = "o-" if len(points) < 12 else "-"
-                    ax.plot(xs, ys, style, lw=1.2, ms=3, label=name)
+        for ax, (title, series) in zip(axes, panels):
+            for name, points in series:
+                xs, ys = zip(*points)
+                ax.plot(xs, ys, "o-" if len(points) < 12 else "-", lw=1.2, ms=3, label=name)
             for x, _ in self.phases[1:]:
                 ax.axvline(x, color="0.75", lw=0.8, ls=":")
             ax.set_title(title, fontsize=10)
             ax.tick_params(labelsize=8)
             if ax.lines:
                 ax.legend(fontsize=7, loc="upper right")  # "best" costs more than the rest of the draw
-        fig.suptitle(
-            f"live: {self._label() or 'training'}, step {self.last_step} (all trainers of this cell)",
-            fontsize=10,
-        )
+        fig.suptitle(self._title(), fontsize=10)
         fig.subplots_adjust(left=0.06, right=0.98, bottom=0.1, top=0.8, wspace=0.25)
         buf = io.BytesIO()
         fig.savefig(buf, format="png")
         return buf.getvalue()
+
+    def render_svg(self, w: int = 300, h: int = 170) -> str:
+        """The same panels as a plain SVG: polylines, the value range, the step range, a legend."""
+        panels = self.panels()
+        out = [
+            f'<svg xmlns="http://www.w3.org/2000/svg" width="{w * len(panels) + 20}" height="{h + 60}" '
+            'font-family="sans-serif" font-size="11">',
+            f'<text x="10" y="15" font-size="12">{escape(self._title())}</text>',
+        ]
+        steps = [x for _, series in panels for _, pts in series for x, _ in pts] or [0, 1]
+        x0, x1 = min(steps), max(max(steps), min(steps) + 1)
+        for i, (title, series) in enumerate(panels):
+            left, top = 10 + i * w + 40, 40
+            pw, ph = w - 55, h - 20
+            out.append(f'<text x="{left}" y="{top - 6}">{escape(title)}</text>')
+            out.append(f'<rect x="{left}" y="{top}" width="{pw}" height="{ph}" fill="none" stroke="#999"/>')
+            values = [y for _, pts in series for _, y in pts] or [0.0, 1.0]
+            y0, y1 = min(values), max(values)
+            y1 = y1 if y1 > y0 else y0 + 1.0
+
+            def xy(x, y, left=left, top=top, pw=pw, ph=ph, y0=y0, y1=y1):
+                return f"{left + (x - x0) / (x1 - x0) * pw:.1f},{top + ph - (y - y0) / (y1 - y0) * ph:.1f}"
+
+            for x, _ in self.phases[1:]:
+                out.append(
+                    f'<polyline points="{xy(x, y0)} {xy(x, y1)}" stroke="#ccc" stroke-dasharray="2,3"/>'
+                )
+            for j, (name, pts) in enumerate(series):
+                color = COLORS[j % len(COLORS)]
+                line = " ".join(xy(x, y) for x, y in pts)
+                out.append(f'<polyline points="{line}" fill="none" stroke="{color}" stroke-width="1.5"/>')
+                if len(pts) < 12:
+                    out += [f'<circle cx="{xy(x, y).split(",")[0]}" cy="{xy(x, y).split(",")[1]}" r="2.5" '
+                            f'fill="{color}"/>' for x, y in pts]  # fmt: skip
+                out.append(
+                    f'<text x="{left + 4}" y="{top + 12 + 12 * j}" fill="{color}">{escape(name)}</text>'
+                )
+            out.append(f'<text x="{left - 4}" y="{top + 4}" text-anchor="end">{y1:.3g}</text>')
+            out.append(f'<text x="{left - 4}" y="{top + ph}" text-anchor="end">{y0:.3g}</text>')
+            out.append(f'<text x="{left}" y="{top + ph + 14}">{x0}</text>')
+            out.append(f'<text x="{left + pw}" y="{top + ph + 14}" text-anchor="end">step {x1}</text>')
+        return "\n".join(out + ["</svg>"])
 
 
 def _thin(points: list, limit: int = MAX_POINTS) -> list:
@@ -183,15 +248,13 @@ def in_kernel() -> bool:
 
 
 def _ipython_display():
-    """display(png, text): two display handles (figure, samples) created on first use, updated in place after."""
+    """display(figure, text): two display handles (figure, samples) made on first use, updated in place after."""
     handles: dict = {}
 
-    def show(png: bytes, text: str) -> None:
+    def show(figure: dict, text: str) -> None:
         from IPython.display import display
 
-        figure = {"image/png": base64.b64encode(png).decode("ascii"), "text/plain": "<nbkit live view>"}
-        outputs = {"figure": figure, "samples": {"text/plain": text}}
-        for key, data in outputs.items():
+        for key, data in (("figure", figure), ("samples", {"text/plain": text})):
             if key == "samples" and not text:
                 continue
             meta = {"nbkit_live": key}

@@ -1,5 +1,7 @@
 """The live training view: throttled drawing, the headless final figure, trainers feeding it, notebook glue."""
 
+import base64
+
 from nbkit.live import LiveCallback, LiveView, attach, current_view
 
 
@@ -14,9 +16,9 @@ class Clock:
 def _view(clock, draw_cost=0.0, **kw):
     shown = []
 
-    def sink(png, text):
+    def sink(bundle, text):
         clock.t += draw_cost
-        shown.append((png, text))
+        shown.append((bundle, text))
 
     return LiveView(display=sink, clock=clock, headless=False, **kw), shown
 
@@ -29,12 +31,14 @@ def test_draws_at_most_once_per_interval():
         clock.t += 0.1
         view.log(step, {"loss": 1 / step})
     assert 9 <= len(shown) <= 11
-    assert shown[0][0][:8] == b"\x89PNG\r\n\x1a\n"
+    assert shown[0][0]["image/svg+xml"].startswith("<svg") and "loss [SFT]" in shown[0][0]["image/svg+xml"]
 
 
 def test_a_slow_draw_stretches_the_interval_to_keep_its_share_small():
     clock = Clock()
-    view, shown = _view(clock, draw_cost=0.3, budget_share=0.03)  # 0.3 s a draw -> one draw per 10 s at most
+    view, shown = _view(
+        clock, draw_cost=0.3, budget_share=0.03
+    )  # 0.3 s a frame -> one frame per 10 s at most
     view.start_phase("SFT")
     for step in range(1, 301):
         clock.t += 0.1
@@ -55,6 +59,8 @@ def test_headless_draws_only_when_a_trainer_ends():
     assert shown == []
     view.flush()
     assert len(shown) == 1
+    png = base64.b64decode(shown[0][0]["image/png"])
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
     view.flush()  # nothing new: no second figure
     assert len(shown) == 1
 
@@ -128,4 +134,4 @@ def test_a_real_sft_run_feeds_the_view(tmp_path):
         disable_tqdm=True,
     )
     assert [x for x, _ in view.series["loss [SFT]"]] == [1, 2, 3]
-    assert len(shown) >= 1  # the draw at the end of training
+    assert "image/png" in shown[-1][0]  # the figure drawn when training ends
