@@ -33,8 +33,8 @@ SETTINGS = {  # the environment of both processes
     "nbkit": {"NBKIT_THREADS": "auto"},
 }
 SIZES = {
-    "tiny": dict(steps=12, batch=8, new_tokens=32, prompts=32),
-    "smollm2-135m": dict(steps=4, batch=4, new_tokens=24, prompts=16),
+    "tiny": dict(steps=8, batch=8, new_tokens=32, prompts=16),
+    "smollm2-135m": dict(steps=3, batch=4, new_tokens=16, prompts=8),
 }
 
 
