@@ -496,6 +496,43 @@ def test_vote_before_the_answers_are_done_is_refused(compare_app):
     assert backend.votes.count() == n
 
 
+def test_six_simultaneous_votes_through_the_api_store_one_row(compare_app):
+    demo, backend = compare_app
+    c = client(demo)
+    c.predict(*blind_args("Race me", 4), api_name="/blind")
+    n = backend.votes.count()
+    jobs = [c.submit(api_name=f"/vote_{o}") for o in ("left", "right", "tie", "both_bad", "left", "right")]
+    said = [w for job in jobs for w in warnings_of(job)]
+    assert backend.votes.count() == n + 1
+    assert len(said) == 5 and all("already has your vote" in w for w in said), said
+
+
+def test_new_sessions_cannot_stuff_the_board(compare_app):
+    """Each new client is a new session with a new round; the per-address cap still bounds what lands, and
+    answers seen in side by side are never votes."""
+    demo, backend = compare_app
+    lim = backend.limits
+    old = lim.votes_per_address
+    c = client(demo)
+    n = backend.votes.count()
+    c.predict("Say hi", ["tiny", "tiny-b"], "", 0.0, 1.0, 4, api_name="/side_by_side")
+    assert backend.votes.count() == n  # side by side stored nothing
+    recent = sum(1 for r in backend.votes.log() if r["client"] == "127.0.0.1" and r["ts"] > time.time() - 60)
+    lim.votes_per_address = recent + 2
+    try:
+        landed = 0
+        for _ in range(4):
+            fresh = client(demo)
+            fresh.predict(*blind_args("vote for me", 2), api_name="/blind")
+            job = fresh.submit(api_name="/vote_left")
+            said = warnings_of(job)
+            landed += not said
+            assert not said or "Too many votes from this address" in said[0]
+        assert landed == 2 and backend.votes.count() == n + 2
+    finally:
+        lim.votes_per_address = old
+
+
 def test_blind_round_hides_names_until_the_vote(compare_app):
     demo, _ = compare_app
     c = client(demo)
