@@ -256,7 +256,7 @@ def build_task(cfg: StarConfig, seed_side: bool = False):
 
     args = dict(cfg.task_args or {})
     if seed_side and cfg.seed_task_args is not None and cfg.task == "arithmetic":
-        args = dict(cfg.seed_task_args)
+        args |= cfg.seed_task_args  # e.g. easier digits; the format and system turn stay the task's
     if cfg.task == "arithmetic":
         args.setdefault("seed", cfg.rng_seed)
     try:

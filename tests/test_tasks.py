@@ -5,7 +5,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from nbkit.tasks import FIXTURES, GSM8K, Arithmetic, MultipleChoice, TaskError, accuracy_table, get_task
-from nbkit.tasks.arithmetic import in_test_split, scratchpad
+from nbkit.tasks.arithmetic import column_scratchpad, in_test_split, scratchpad
 
 
 def test_scratchpad_golden():
@@ -22,6 +22,28 @@ def test_scratchpad_always_ends_in_the_sum(a, b):
     task = Arithmetic()
     ex = task.make(a, b)
     assert task.is_correct(task.target(ex), ex)
+
+
+def test_column_scratchpad_golden():
+    assert column_scratchpad(47, 85) == "7+5+0=12, write 2 carry 1. 4+8+1=13, write 3 carry 1. write 1."
+    assert column_scratchpad(3, 4) == "3+4+0=7, write 7 carry 0."
+    assert column_scratchpad(5, 95) == "5+5+0=10, write 0 carry 1. 0+9+1=10, write 0 carry 1. write 1."
+
+
+@given(st.integers(0, 99999), st.integers(0, 99999))
+@settings(max_examples=200, deadline=None)
+def test_column_scratchpad_writes_the_sum_right_to_left(a, b):
+    written = "".join(c.split("write ")[1][0] for c in column_scratchpad(a, b).split(". ") if "write" in c)
+    assert written[::-1].lstrip("0") == str(a + b).lstrip("0")
+    task = Arithmetic(scratchpad="columns")
+    ex = task.make(a, b)
+    assert task.is_correct(task.target(ex), ex) and task.faithful(ex, ex.rationale)
+    assert not task.faithful(ex, ex.rationale.replace("write", "put", 1))
+
+
+def test_unknown_scratchpad_is_one_line():
+    with pytest.raises(TaskError, match="choose one of numbers, columns"):
+        Arithmetic(scratchpad="roman")
 
 
 def test_splits_are_disjoint_seeded_and_balanced():

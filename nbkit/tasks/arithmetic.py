@@ -53,6 +53,27 @@ def scratchpad(a: int, b: int) -> str:
     return "\n".join(lines)
 
 
+def column_scratchpad(a: int, b: int) -> str:
+    """One clause per column, right to left, with the carry that comes in: shorter than `scratchpad` (58 tokens
+    for a 3-digit sum instead of 76) and the same length rule for every column.
+
+    Example: column_scratchpad(47, 85) -> "7+5+0=12, write 2 carry 1. 4+8+1=13, write 3 carry 1. write 1."
+    """
+    sa, sb = str(a)[::-1], str(b)[::-1]
+    clauses, carry = [], 0
+    for i in range(max(len(sa), len(sb))):
+        x, y = int(sa[i]) if i < len(sa) else 0, int(sb[i]) if i < len(sb) else 0
+        total = x + y + carry
+        carry, digit = divmod(total, 10)
+        clauses.append(f"{x}+{y}+{total - x - y}={total}, write {digit} carry {carry}.")
+    if carry:
+        clauses.append(f"write {carry}.")
+    return " ".join(clauses)
+
+
+SCRATCHPADS = {"numbers": scratchpad, "columns": column_scratchpad}
+
+
 def in_test_split(a: int, b: int, test_share: int = 5) -> bool:
     """One problem in `test_share` goes to test, decided by a hash of the operands (stable across runs)."""
     return hashlib.sha256(f"{a}+{b}".encode()).digest()[0] % test_share == 0
@@ -64,12 +85,22 @@ class Arithmetic(Task):
     name = "arithmetic"
 
     def __init__(
-        self, digits: tuple[int, ...] | list[int] = (1, 2, 3), seed: int = 0, system: str | None = None
+        self,
+        digits: tuple[int, ...] | list[int] = (1, 2, 3),
+        seed: int = 0,
+        system: str | None = None,
+        scratchpad: str = "numbers",
     ):
         digits = tuple(int(d) for d in digits)
         if not digits or any(d < 1 or d > 6 for d in digits):
             raise TaskError(f"arithmetic digits must be between 1 and 6, got {digits}")
-        self.digits, self.seed, self.system = digits, seed, system
+        if scratchpad not in SCRATCHPADS:
+            raise TaskError(f"arithmetic scratchpad {scratchpad!r}: choose one of {', '.join(SCRATCHPADS)}")
+        self.digits, self.seed, self.system, self.scratchpad = digits, seed, system, scratchpad
+
+    def _pad(self, a: int, b: int) -> str:
+        # looked up at call time, so a benchmark can swap a format in (benchmarks/star_scratchpad_formats.py)
+        return scratchpad(a, b) if self.scratchpad == "numbers" else SCRATCHPADS[self.scratchpad](a, b)
 
     def question_text(self, ex: Example) -> str:
         return f"What is {ex.meta['a']} + {ex.meta['b']}?"
@@ -79,7 +110,7 @@ class Arithmetic(Task):
             question=f"{a} + {b}",
             answer=str(a + b),
             difficulty=max(len(str(a)), len(str(b))),
-            rationale=scratchpad(a, b),
+            rationale=self._pad(a, b),
             meta={"a": a, "b": b},
         )
 
@@ -119,7 +150,7 @@ class Arithmetic(Task):
     def faithful(self, ex: Example, rationale: str) -> bool:
         """Example: 47 + 85 with "47+85: 7+5=12 -> 2\\n4+8: 4+8+1=13 -> 32\\ncarry 1 -> 132" -> True; with
         "47+85: 7+5=12 -> 2\\n4+8: 4+8=12 -> 32\\ncarry 1 -> 132" (right answer, a wrong step) -> False."""
-        return rationale.strip() == scratchpad(ex.meta["a"], ex.meta["b"])
+        return rationale.strip() == self._pad(ex.meta["a"], ex.meta["b"])
 
     def extract_answer(self, text: str) -> str | None:
         """Example: "...carry 1 -> 132\\nAnswer: 132" -> "132"; "The sum is 12." -> "12" (last number)."""
