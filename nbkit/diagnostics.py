@@ -336,7 +336,7 @@ def prompt_gradient_norms(
 class ProbeCallback(TrainerCallback):
     """Probes the policy on a fixed prompt set at the start of training and every `every` steps (and at the end),
     logging scalars and per-prompt lists to a registry run; at the start it can also measure per-prompt gradient
-    norms on the first `grad_prompts` prompts."""
+    norms on the first `grad_prompts` prompts, under scale_rewards "group" and "none" (same samples, same policy)."""
 
     def __init__(
         self,
@@ -365,9 +365,13 @@ class ProbeCallback(TrainerCallback):
         )
         row = p.log_row()
         if grads and self.grad_prompts:
-            row["probe/grad_norm"] = prompt_gradient_norms(
-                model, p, self.grad_prompts, self.scale, progress=self.probe_kw.get("progress", True)
-            )
+            # the same samples under both advantage scalings (nbkit.signal_map.plot_scaling); "batch" as "group"
+            progress = self.probe_kw.get("progress", True)
+            for scale in ("group", "none"):
+                row[f"probe/grad_norm_{scale}"] = prompt_gradient_norms(
+                    model, p, self.grad_prompts, scale, progress
+                )
+            row["probe/grad_norm"] = row[f"probe/grad_norm_{'none' if self.scale == 'none' else 'group'}"]
             row["probe/grad_norm_std"] = p.stats["std"][: len(row["probe/grad_norm"])]
         self.history.append((step, p))
         self.seconds += time.perf_counter() - start
@@ -407,57 +411,76 @@ def run_tables(run):
     return tuple(f.set_index("step") if not f.empty else f for f in frames)
 
 
-def verdict(agrees: bool, detail: str) -> str:
-    return f"AGREES: {detail}" if agrees else f"DEPARTS: {detail}"
-
-
 def claim_zero_std_zero_gradient(stds, grad_norms) -> str:
     """Razin et al. / GRPO: prompts whose k rewards are all equal get exactly zero gradient; the others do not.
+    An identity checked on every measured prompt, not an estimate, so it needs no interval.
 
-    Example: stds [0, 0.5], grad_norms [0.0, 3.1] -> "AGREES: ..."
+    Example: stds [0, 0.5], grad_norms [0.0, 3.1] -> "AGREES (exact, on every prompt): ..."
     """
     zero = [g for s, g in zip(stds, grad_norms) if s == 0]
     spread = [g for s, g in zip(stds, grad_norms) if s > 0]
     if not zero:
-        return verdict(False, "no zero-std prompt was measured, so the claim could not be checked")
+        return "NOT CHECKED: no zero-std prompt was measured"
     detail = f"{len(zero)} zero-std prompts, largest gradient norm {max(zero):.3g}"
     if spread:
         detail += f"; {len(spread)} prompts with spread, smallest gradient norm {min(spread):.3g}"
-    return verdict(max(zero) == 0.0 and all(g > 0 for g in spread), detail)
+    ok = max(zero) == 0.0 and all(g > 0 for g in spread)
+    return f"{'AGREES' if ok else 'DEPARTS'} (exact, on every prompt): {detail}"
 
 
-def claim_low_std_slow_growth(start_means, start_stds, end_means) -> str:
+def _first_last(probes):
+    """(start means, start stds, end means) per probe prompt: the first and the last probe of a run."""
+    first, last = probes.iloc[0], probes.iloc[-1]
+    return list(first["probe/prompt_mean"]), list(first["probe/prompt_std"]), list(last["probe/prompt_mean"])
+
+
+def claim_rl_raises_reward(probes, label: str = "RL"):
+    """The held-out probe reward rises during RL: per probe prompt, mean reward at the last probe minus at the first
+    (step 0, after any warm-start), with a bootstrap 95% interval over the prompts. probes: run_tables(run)[1].
+    -> nbkit.claims.Claim"""
+    from nbkit.claims import paired
+
+    m0, _, m1 = _first_last(probes)
+    return paired(m1, m0, f"{label}: probe reward, step {probes.index[-1]} minus step {probes.index[0]}")
+
+
+def claim_low_std_slow_growth(start_means, start_stds, end_means):
     """Razin et al.: an input whose reward std is small under the model gains reward slowly, even when its reward is
-    far from the best. Compares the mean reward gain of prompts that started all-wrong (std 0, reward 0) with that
-    of prompts that started with spread (std > 0).
+    far from the best. Mean reward gain of prompts that started with spread (std > 0) minus that of prompts that
+    started all wrong (std 0, reward 0), unpaired bootstrap over prompts. -> Claim (or a NOT CHECKED line)
 
-    Example: start_means [0, 0, 0.5], start_stds [0, 0, 0.5], end_means [0, 0.25, 1] -> zero-std gain 0.125 <
-    spread gain 0.5 -> "AGREES: ..."
+    Example: start_means [0, 0, 0.5], start_stds [0, 0, 0.5], end_means [0, 0.25, 1] -> effect 0.5 - 0.125
     """
+    from nbkit.claims import unpaired
+
     low = [e - m for m, s, e in zip(start_means, start_stds, end_means) if s == 0 and m == 0]
     high = [e - m for m, s, e in zip(start_means, start_stds, end_means) if s > 0]
     if not low or not high:
-        return verdict(
-            False, f"need prompts of both kinds ({len(low)} started all-wrong, {len(high)} with spread)"
+        return (
+            f"NOT CHECKED: need prompts of both kinds ({len(low)} started all wrong, {len(high)} with spread)"
         )
-    g_low, g_high = sum(low) / len(low), sum(high) / len(high)
-    detail = (
-        f"mean reward gain {g_low:+.3f} for {len(low)} prompts that started all-wrong (std 0) vs "
-        f"{g_high:+.3f} for {len(high)} prompts that started with spread"
-    )
-    return verdict(g_low < g_high, detail)
+    return unpaired(
+        high, low, f"reward gain of {len(high)} prompts that started with spread minus {len(low)} that started "
+        f"all wrong"
+    )  # fmt: skip
 
 
-def claim_warmstart_helps(alone: dict, warm: dict) -> str:
-    """Razin et al.: a short SFT phase before RFT lowers the share of zero-std inputs and raises reward faster.
+def claim_warmstart_helps(alone, warm) -> list:
+    """Razin et al.: a short SFT warm-start lowers the share of zero-std inputs, after which RL gains more. alone,
+    warm: the probes of two runs with the same RFT budget and probe prompts (run_tables(run)[1]). Three paired
+    claims over probe prompts: zero std at the start (alone minus warm), RL's own gain (warm's minus alone's) and the
+    reward at the end (warm minus alone). -> [Claim, Claim, Claim]"""
+    from nbkit.claims import paired
 
-    alone, warm: run summaries with probe_zero_std_start, probe_reward_end (same RFT steps, same probe prompts).
-    """
-    lower = warm["probe_zero_std_start"] < alone["probe_zero_std_start"]
-    higher = warm["probe_reward_end"] > alone["probe_reward_end"]
-    detail = (
-        f"zero-std share at the start of RFT {warm['probe_zero_std_start']:.2f} with warm-start vs "
-        f"{alone['probe_zero_std_start']:.2f} without; mean reward after RFT {warm['probe_reward_end']:.3f} vs "
-        f"{alone['probe_reward_end']:.3f}"
-    )
-    return verdict(lower and higher, detail)
+    a0, a_std, a1 = _first_last(alone)
+    w0, w_std, w1 = _first_last(warm)
+    zero_a, zero_w = [float(s == 0) for s in a_std], [float(s == 0) for s in w_std]
+    gain_a = [e - m for m, e in zip(a0, a1)]
+    gain_w = [e - m for m, e in zip(w0, w1)]
+    return [
+        paired(
+            zero_a, zero_w, "zero-std share of probe prompts at the start of RL, alone minus warm-started"
+        ),
+        paired(gain_w, gain_a, "reward gain during RL, warm-started minus alone"),
+        paired(w1, a1, "probe reward after RL, warm-started minus alone"),
+    ]

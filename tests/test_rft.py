@@ -18,6 +18,7 @@ from nbkit.diagnostics import (
     check_rewards,
     checked_reward,
     claim_low_std_slow_growth,
+    claim_rl_raises_reward,
     claim_warmstart_helps,
     claim_zero_std_zero_gradient,
     group_advantages,
@@ -90,21 +91,71 @@ def test_policy_gradient_loss_by_hand():
     assert policy_gradient_loss(logps, mask, torch.tensor([2.0, 1.0])).item() == pytest.approx(3.0)
 
 
+def _probes(steps, means, stds, questions=None):
+    """A probes frame as run_tables gives it: one row per probe step, per-prompt lists in the cells."""
+    import pandas as pd
+
+    n = len(means[0])
+    return pd.DataFrame(
+        {"probe/prompt_mean": means, "probe/prompt_std": stds,
+         "probe/questions": [questions or [f"{i} + 1" for i in range(n)]] * len(steps)},
+        index=pd.Index(steps, name="step"),
+    )  # fmt: skip
+
+
 def test_claim_verdicts_by_hand():
-    assert claim_zero_std_zero_gradient([0, 0.5], [0.0, 3.1]).startswith("AGREES")
+    assert claim_zero_std_zero_gradient([0, 0.5], [0.0, 3.1]).startswith("AGREES (exact")
     assert claim_zero_std_zero_gradient([0, 0.5], [1e-9, 3.1]).startswith("DEPARTS")
-    assert claim_zero_std_zero_gradient([0.5], [3.1]).startswith("DEPARTS: no zero-std prompt")
-    v = claim_low_std_slow_growth([0, 0, 0.5], [0, 0, 0.5], [0, 0.25, 1])
-    assert v.startswith("AGREES") and "+0.125" in v and "+0.500" in v
-    assert claim_low_std_slow_growth([0, 0.5], [0, 0.5], [1, 0.5]).startswith("DEPARTS")
-    assert "need prompts of both kinds" in claim_low_std_slow_growth([1], [0], [1])
-    alone = {"probe_zero_std_start": 0.8, "probe_reward_end": 0.1}
-    assert claim_warmstart_helps(alone, {"probe_zero_std_start": 0.3, "probe_reward_end": 0.4}).startswith(
-        "AGREES"
-    )
-    assert claim_warmstart_helps(alone, {"probe_zero_std_start": 0.3, "probe_reward_end": 0.05}).startswith(
-        "DEPARTS"
-    )
+    assert claim_zero_std_zero_gradient([0.5], [3.1]).startswith("NOT CHECKED")
+    # 20 prompts with spread each gain 0.5, 20 all-wrong prompts gain 0 -> effect +0.5, interval [0.5, 0.5]
+    c = claim_low_std_slow_growth([0] * 20 + [0.5] * 20, [0] * 20 + [0.5] * 20, [0] * 20 + [1] * 20)
+    assert c.verdict == "AGREES" and c.effect == pytest.approx(0.5) and c.lo == pytest.approx(0.5)
+    c = claim_low_std_slow_growth([0] * 20 + [0.5] * 20, [0] * 20 + [0.5] * 20, [1] * 20 + [0.5] * 20)
+    assert c.verdict == "DEPARTS" and c.effect == pytest.approx(-1.0)
+    assert claim_low_std_slow_growth([1], [0], [1]).startswith("NOT CHECKED: need prompts of both kinds")
+
+
+def test_rl_and_warmstart_claims_on_probe_tables():
+    # 32 prompts: the warm-started run starts with spread on 24 and gains 0.25 on each; RFT alone starts all
+    # wrong on 28 and gains nothing
+    warm = _probes([0, 10], [[0.5] * 24 + [0.0] * 8, [0.75] * 24 + [0.0] * 8], [[0.5] * 24 + [0.0] * 8] * 2)
+    alone = _probes([0, 10], [[0.0] * 28 + [0.5] * 4] * 2, [[0.0] * 28 + [0.5] * 4] * 2)
+    up = claim_rl_raises_reward(warm, "warm-started")
+    assert up.verdict == "AGREES" and up.effect == pytest.approx(0.1875) and up.n == 32
+    assert "warm-started: probe reward, step 10 minus step 0" in str(up)
+    flat = claim_rl_raises_reward(alone)
+    assert flat.verdict == "INCONCLUSIVE" and flat.effect == 0.0
+    zero, gain, end = claim_warmstart_helps(alone, warm)
+    assert zero.verdict == "AGREES" and zero.effect == pytest.approx((28 - 8) / 32)
+    assert gain.verdict == "AGREES" and gain.effect == pytest.approx(0.1875)
+    assert end.effect == pytest.approx((24 * 0.75 - 4 * 0.5) / 32)
+
+
+def test_signal_table_sorts_by_starting_std_and_plots(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from nbkit.signal_map import plot_scaling, plot_signal_map, scaling_table, signal_table
+
+    probes = _probes([0, 5, 10], [[0.0, 0.5, 1.0, 0.25], [0.0, 0.75, 1.0, 0.5], [0.0, 1.0, 1.0, 0.5]],
+                     [[0.0, 0.53, 0.0, 0.46], [0.0, 0.46, 0.0, 0.53], [0.0, 0.0, 0.0, 0.53]])  # fmt: skip
+    t = signal_table(probes)
+    # highest starting std first; among std 0, all right (prompt 2) above all wrong (prompt 0)
+    assert t["order"].tolist() == [1, 3, 2, 0] and t["questions"] == ["1 + 1", "3 + 1", "2 + 1", "0 + 1"]
+    assert t["std"].shape == (4, 3) and t["steps"] == [0, 5, 10]
+    assert t["mean"][0].tolist() == [0.5, 0.75, 1.0]
+    fig, axes = plt.subplots(1, 4, figsize=(16, 4))
+    plot_signal_map(probes, axes[0], axes[1])
+    row = probes.iloc[0].copy()
+    row["probe/grad_norm_group"], row["probe/grad_norm_none"] = [0.0, 4.0, 0.0], [0.0, 2.12, 0.0]
+    table = scaling_table(row)
+    assert table["grad_group"].tolist() == [0.0, 4.0, 0.0] and len(table) == 3
+    plot_scaling(table, axes[2:])
+    fig.savefig(tmp_path / "map.png")
+    assert (tmp_path / "map.png").stat().st_size > 10_000
+    plt.close(fig)
 
 
 # --------------------------------------------------------------------------------- the zero-gradient invariant
