@@ -117,9 +117,7 @@ def _env(setting: str) -> dict:
         for k, v in os.environ.items()
         if k not in {"OMP_NUM_THREADS", "OMP_WAIT_POLICY", "NBKIT_THREADS"}
     }
-    env.update(SETTINGS[setting][0])
-    env.setdefault("NBKIT_THREADS", "off")  # only the "nbkit" setting lets nbkit choose
-    return env
+    return {**env, **SETTINGS[setting]}
 
 
 def run_measure(model: str, setting: str) -> dict:
