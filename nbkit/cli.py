@@ -65,6 +65,11 @@ def _runs(args) -> int:
         print("no runs" if table.empty else table.to_string(index=False))
         for problem in reg.damaged():
             print(f"damaged: {problem.path.name}: {problem.reason} (`nbkit runs check --fix` moves it aside)")
+        stale = [p for p in reg.pending() if p.kind == "stale"]
+        if stale:
+            print(
+                f"{len(stale)} stale entr{'y' if len(stale) == 1 else 'ies'} in .pending/: see `nbkit runs check`"
+            )
         return 0
     if args.action == "check":
         return _runs_check(reg, args.fix)

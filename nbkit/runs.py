@@ -308,6 +308,7 @@ class RunWriter:
             "adapter": False,
             "writer": writer_identity(),
         }
+        self._flush()  # the writer is on record before anything else can fail
         self._wandb = None
         mode = wandb_mode(tracking)
         if mode != "disabled":

@@ -103,6 +103,8 @@ def test_check_tells_dead_writers_from_live_ones_and_fix_moves_aside(registry):
 
     kinds = {p.path.name.split("-")[0]: p.kind for p in registry.check()}
     assert kinds == {"bad": "damaged", "killed": "stale", "live": "live", "reused": "stale"}
+    listed = nbkit("runs", "list", "--runs", registry.root).stdout
+    assert "2 stale entries in .pending/: see `nbkit runs check`" in listed
     proc = nbkit("runs", "check", "--runs", registry.root)
     assert (
         proc.returncode == 1
