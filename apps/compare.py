@@ -44,8 +44,8 @@ def build(backend: Backend) -> gr.Blocks:
                 f"{backend.BLIND_MIN_TEMPERATURE}). One vote per round."
             )
             with gr.Row():
-                chat_a = gr.Chatbot(label="Model A", height=320, elem_id="chat-a")
-                chat_b = gr.Chatbot(label="Model B", height=320, elem_id="chat-b")
+                chat_a = gr.Chatbot(label="Model A", height=320, elem_id="chat-a", buttons=["copy"])
+                chat_b = gr.Chatbot(label="Model B", height=320, elem_id="chat-b", buttons=["copy"])
             with gr.Row():
                 prompt = gr.Textbox(
                     label="Prompt",

@@ -738,7 +738,7 @@ def cli(argv: list[str]) -> int:
         prog=f"nbkit {app}",
         description=CLI_HELP[app],
         epilog="examples:\n  nbkit chat smollm2-135m\n  nbkit compare tiny star-it1 --share\n"
-        "  nbkit compare base sft --host 0.0.0.0 --auth class:s3cret",
+        "  nbkit compare base sft --host 0.0.0.0 --auth class:s3cret\n",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("models", nargs="*", help="short names, run names, hub ids or checkpoint/adapter folders")
