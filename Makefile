@@ -51,8 +51,8 @@ test-slow: setup
 bench: setup
 	$(BIN)/python benchmarks/sampling_throughput.py
 
-lab: setup
-	$(BIN)/jupyter lab notebooks/
+lab: setup  # waiting OpenMP threads sleep instead of spinning (nbkit/threads.py), even if a notebook imports torch first
+	OMP_WAIT_POLICY=$${OMP_WAIT_POLICY:-PASSIVE} $(BIN)/jupyter lab notebooks/
 
 lint: setup
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
