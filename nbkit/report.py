@@ -57,6 +57,7 @@ def execute(
             "NBKIT_PROFILE": profile,
             "MPLBACKEND": "module://matplotlib_inline.backend_inline",
             "NBKIT_HEADLESS": "1",
+            **_passive_waits(),
             "NBKIT_SOLUTIONS": os.environ.get("NBKIT_SOLUTIONS", "1"),
             **(extra_env or {}),
         }
@@ -101,6 +102,14 @@ def execute(
     if error is not None:
         raise error
     return written, seconds
+
+
+def _passive_waits() -> dict:
+    """OMP_WAIT_POLICY=PASSIVE for the kernel (nbkit/threads.py), which a notebook that imports torch before nbkit
+    would otherwise miss; nothing when the user set a policy or NBKIT_THREADS=off."""
+    if os.environ.get("OMP_WAIT_POLICY") or os.environ.get("NBKIT_THREADS", "").lower() == "off":
+        return {}
+    return {"OMP_WAIT_POLICY": "PASSIVE"}
 
 
 def _heartbeat(
