@@ -1,5 +1,5 @@
 """The arena: blind A/B battles, side by side, token view, leaderboard and batch accuracy. Layout and event wiring
-only; the logic is nbkit.serve.Backend, nbkit.arena and nbkit.leaderboard.
+only; the logic is nbkit.backend.Backend, nbkit.arena and nbkit.leaderboard.
 
     nbkit compare base-sft star-it1 star-it2      # the blind pool: the models given here
 
@@ -10,8 +10,9 @@ round". Side-by-side and token-view answers name their models and never count as
 
 import gradio as gr
 
+from nbkit.backend import Backend
 from nbkit.limits import RANGES
-from nbkit.serve import Backend, ui_errors, ui_warn
+from nbkit.serve import ui_errors, ui_warn
 from nbkit.tasks import TASKS
 
 MAX_SIDE = 4

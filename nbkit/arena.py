@@ -1,5 +1,6 @@
-"""The arena's logic: blind pairing, a vote store safe under concurrent voters, Elo and Bradley-Terry ratings with
-bootstrap confidence intervals, the token view's disagreement scores and the batch accuracy table.
+"""The arena's logic: blind rounds made and served by the server, a vote store that takes one vote per round
+even under concurrent voters, Elo and Bradley-Terry ratings with honest 95% intervals, and the batch accuracy
+table. (The token view is nbkit.tokenview; the leaderboard's notes are nbkit.leaderboard.)
 
 `apps/compare.py` only lays these out. What it simplifies relative to Chatbot Arena (Zheng et al. 2023; LMSYS's
 rating notebook):
@@ -7,11 +8,15 @@ rating notebook):
 - "both bad" counts as a tie in the ratings, as LMSYS counts "tie (bothbad)";
 - Bradley-Terry is fitted by the MM algorithm (Hunter 2004) with a small prior (virtual games against an anchor
   at the base rating) instead of a regularised logistic regression; with `prior=0` it is the plain MLE;
-- no style control, no per-category boards, no de-duplication of voters.
+- intervals are bootstrap percentiles, never narrower than a Wald interval at a 50% win rate (`interval_floor`);
+- anti-stuffing is a server-drawn pair, one vote per served round, and votes per minute per session and per
+  client address; no style control, no per-category boards, no de-duplication of voters beyond that.
 
-    store = VoteStore("runs/arena.sqlite")
-    store.add("sft-1", "dpo-1", "left", prompt="2+2?")
-    leaderboard(store.battles(), method="bt", n_boot=200)   # DataFrame: model, rating, ci_lo, ci_hi, games, ...
+    arena = Arena(ArenaConfig(), VoteStore("runs/arena.sqlite"), pool=["sft-1", "dpo-1"])
+    rnd = arena.new_round(session="s1")                       # the server draws the pair
+    arena.store.serve_turn(rnd["id"], "2+2?", "4", "5")       # both answers complete
+    arena.vote(rnd, "left", session="s1")                     # once; returns who was who
+    leaderboard(arena.store.battles(), method="bt", n_boot=200)  # DataFrame: rank, model, rating, ci_lo, ...
 """
 
 from __future__ import annotations
@@ -427,53 +432,7 @@ class Arena:
         return leaderboard(self.store.battles(), method or c.method, c.n_boot, c.seed, c.k_factor, c.prior)
 
 
-# --------------------------------------------------------------------------------------------------- token view
-
-
-def disagreement(logprobs: Sequence[Sequence[float]]) -> list[float]:
-    """Per-token spread (max - min) of the log-probs that several models give the same tokens.
-
-    logprobs: shape (n_models, n_tokens). Returns n_tokens values >= 0. Example: [[-1, -2], [-3, -2]] -> [2, 0].
-    """
-    arr = np.asarray(logprobs, dtype=float)
-    if arr.ndim != 2 or arr.shape[0] == 0:
-        raise ArenaError(f"expected log-probs of shape (n_models, n_tokens), got {arr.shape}")
-    return (arr.max(axis=0) - arr.min(axis=0)).tolist()
-
-
-def highlight(tokens: Sequence[str], spread: Sequence[float]) -> list[tuple[str, float]]:
-    """(token, score in [0, 1]) pairs for gr.HighlightedText: the largest disagreement gets 1."""
-    top = max(spread, default=0.0)
-    return [(t, round(s / top, 3) if top > 0 else 0.0) for t, s in zip(tokens, spread)]
-
-
-def token_view(models: dict, prompt, labels: Sequence[str], answers: Sequence[str]):
-    """Score each answer (answers[i] came from labels[i]) token by token under every model in `models`
-    (label -> (model, tokenizer)) with `nbkit.sampling.token_logprobs`.
-
-    Returns (views, table): one gr.HighlightedText value per answer, each token scored by how much the models
-    disagree on it (1 = the largest spread in that answer), and a DataFrame of the 15 tokens with the largest
-    spread, with each model's log-prob.
-    """
-    import pandas as pd
-
-    from nbkit.sampling import token_logprobs
-
-    views, rows = [], []
-    for owner, answer in zip(labels, answers):
-        scored = {m: token_logprobs(model, tok, prompt, answer) for m, (model, tok) in models.items()}
-        tokens = [t for t, _ in scored[owner]]
-        if any([t for t, _ in s] != tokens for s in scored.values()):
-            raise ArenaError("these models use different tokenizers; the token view needs a shared one")
-        spread = disagreement([[v for _, v in s] for s in scored.values()]) if tokens else []
-        views.append(highlight(tokens, spread))
-        rows += [
-            {"answer of": owner, "pos": j, "token": t, "spread": round(spread[j], 3)}
-            | {f"logp {m}": round(s[j][1], 3) for m, s in scored.items()}
-            for j, t in enumerate(tokens)
-        ]
-    table = pd.DataFrame(rows)
-    return views, table.sort_values("spread", ascending=False).head(15) if rows else table
+# --------------------------------------------------------------------------------------------------- batch
 
 
 def batch_accuracy(

@@ -17,6 +17,8 @@ import pytest
 import torch
 
 from nbkit import serve
+from nbkit.backend import history_turns, message_text
+from nbkit.limits import trim_history
 from nbkit.runs import Registry
 from nbkit.serve import (
     Backend,
@@ -117,7 +119,7 @@ def messages(out) -> list[dict]:
 def answer_of(out) -> str:
     """The answer's text in a /chat reply ([answer, label] or one message)."""
     return next(
-        (serve.message_text(m["content"]) for m in messages(out) if not (m.get("metadata") or {})), ""
+        (message_text(m["content"]) for m in messages(out) if not (m.get("metadata") or {})), ""
     )
 
 
@@ -369,7 +371,7 @@ def test_chat_keeps_history_across_turns_and_model_switches(chat_app, tiny):
         {"role": "user", "content": "two"},
         {"role": "assistant", "content": "ans2"},
     ]
-    assert serve.history_turns(history) == [
+    assert history_turns(history) == [
         {"role": "user", "content": "one"},
         {"role": "assistant", "content": "ans"},
         {"role": "user", "content": "two"},
@@ -468,7 +470,7 @@ def test_compare_multi_turn_round_vote_and_leaderboard(compare_app):
     partials = list(job)
     chat_a, chat_b, box = job.result()
     assert len(partials) >= 2 and box == ""
-    assert [m["role"] for m in chat_a] == ["user", "assistant"] and serve.message_text(chat_b[1]["content"])
+    assert [m["role"] for m in chat_a] == ["user", "assistant"] and message_text(chat_b[1]["content"])
     chat_a, chat_b, _ = c.predict(*blind_args("And 3+3?"), api_name="/blind")  # the same round, second turn
     assert [m["role"] for m in chat_a] == ["user", "assistant"] * 2
     reveal, small, board, notes = c.predict(api_name="/vote_left")
@@ -642,10 +644,10 @@ def test_hostile_huge_history_is_capped(chat_app, tiny):
     lim = backend.limits
     part = [{"type": "text", "text": "blah " * 2000}]
     history = [{"role": r, "content": part} for r in ("user", "assistant") * 50]  # 1M characters
-    turns, dropped = serve.trim_history(serve.history_turns(history), lim)
+    turns, dropped = trim_history(history_turns(history), lim)
     assert sum(len(m["content"]) for m in turns) <= lim.max_history_chars and dropped >= 98
     many = [{"role": r, "content": "hi"} for r in ("user", "assistant") * 60]
-    turns, dropped = serve.trim_history(many, lim)
+    turns, dropped = trim_history(many, lim)
     assert len(turns) == 2 * lim.max_history_turns and turns[0]["role"] == "user" and dropped == 80
     warned = []
     t0 = time.perf_counter()

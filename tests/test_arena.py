@@ -18,9 +18,7 @@ from nbkit.arena import (
     VoteStore,
     bootstrap_ci,
     bradley_terry,
-    disagreement,
     elo_ratings,
-    highlight,
     interval_floor,
     leaderboard,
     pick_pair,
@@ -29,6 +27,7 @@ from nbkit.arena import (
     win_matrix,
 )
 from nbkit.leaderboard import matrices, position_bias, separation, votes_to_separate
+from nbkit.tokenview import disagreement, highlight
 
 MODELS = ["a", "b", "c", "d"]
 battle = st.tuples(st.sampled_from(MODELS), st.sampled_from(MODELS), st.sampled_from(OUTCOMES)).filter(
