@@ -118,9 +118,7 @@ def messages(out) -> list[dict]:
 
 def answer_of(out) -> str:
     """The answer's text in a /chat reply ([answer, label] or one message)."""
-    return next(
-        (message_text(m["content"]) for m in messages(out) if not (m.get("metadata") or {})), ""
-    )
+    return next((message_text(m["content"]) for m in messages(out) if not (m.get("metadata") or {})), "")
 
 
 def label_of(out) -> str:
@@ -973,3 +971,22 @@ def test_launch_folders_are_listed_once_by_name(registry, tmp_path):
     cat = Catalog([str(other)], registry)
     assert "my-ckpt" in cat.choices() and cat.source("my-ckpt") == str(other)
     assert not any(str(tmp_path) in c for c in cat.choices())
+
+
+@pytest.mark.slow
+def test_classroom_load_loses_no_vote():
+    """benchmarks/app_load.py, small: simulated users chat and vote; no error, every accepted vote stored."""
+    import re
+    import subprocess
+    import sys
+
+    script = Path(__file__).parents[1] / "benchmarks" / "app_load.py"
+    out = subprocess.run(
+        [sys.executable, str(script), "--users", "6", "--seconds", "20"],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    ).stdout
+    print(out)
+    assert "errors: 0" in out and "nothing lost" in out, out
+    assert int(re.search(r"votes cast (\d+)", out).group(1)) >= 1
