@@ -32,8 +32,16 @@ def user(i: int, urls: dict, until: float, out: dict, lock: threading.Lock, max_
     from gradio_client import Client
 
     rng = random.Random(i)
-    chat, arena = Client(urls["chat"], verbose=False), Client(urls["compare"], verbose=False)
-    while time.monotonic() < until:
+    chat = arena = None
+    while chat is None and time.monotonic() < until:  # a page load: retried, each failure counted
+        try:
+            chat, arena = Client(urls["chat"], verbose=False), Client(urls["compare"], verbose=False)
+        except Exception as e:  # noqa: BLE001 - counted and reported
+            with lock:
+                out["errors"].append(f"connect: {type(e).__name__}: {str(e)[:120]}")
+            chat = None
+            time.sleep(1.0)
+    while chat is not None and time.monotonic() < until:
         try:
             t0 = time.perf_counter()
             job = chat.submit(
