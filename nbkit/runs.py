@@ -30,18 +30,18 @@ import json
 import os
 import platform
 import shutil
-import socket
 import time
 import uuid
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from nbkit import runcheck
 from nbkit.errors import NbkitError
+from nbkit.runcheck import Problem, writer_identity
 
 RUN_FILE = "run.json"
 METRICS_FILE = "metrics.jsonl"
-ASIDE = ".aside"  # where `check --fix` moves damaged runs and stale pending work
 
 
 class RunError(NbkitError):
@@ -148,50 +148,6 @@ def _atomic_write(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def _proc_start(pid: int) -> str | None:
-    """A process's start time in clock ticks since boot (Linux), or None if it is gone or unknowable."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return stat.rsplit(")", 1)[1].split()[19]  # field 22 of proc(5); the name in (...) may hold spaces
-
-
-def _boot_id() -> str | None:
-    try:
-        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
-    except OSError:
-        return None
-
-
-def writer_identity() -> dict:
-    """Who is writing a run: the pid alone could be reused after the process dies; pid + start time cannot."""
-    return {
-        "host": socket.gethostname(),
-        "pid": os.getpid(),
-        "start": _proc_start(os.getpid()),
-        "boot": _boot_id(),
-    }
-
-
-def writer_alive(writer: dict) -> bool | None:
-    """True if the process that wrote `writer_identity()` still runs, False if it is gone, None if unknowable
-    (another host)."""
-    if writer.get("host") != socket.gethostname():
-        return None
-    if writer.get("boot") and _boot_id() and writer["boot"] != _boot_id():
-        return False  # rebooted since
-    if writer.get("start") is None:  # no /proc: the pid alone
-        try:
-            os.kill(int(writer["pid"]), 0)
-        except ProcessLookupError:
-            return False
-        except (PermissionError, KeyError, ValueError):
-            return None
-        return True
-    return _proc_start(int(writer["pid"])) == writer["start"]
-
-
 def wandb_mode(tracking: str = "auto") -> str:
     """'online', 'offline' or 'disabled'. Never prompts: without an API key, 'auto' means offline."""
     tracking = os.environ.get("NBKIT_WANDB", tracking)
@@ -262,20 +218,6 @@ class Run:
         import pandas as pd
 
         return pd.DataFrame(self.metrics())
-
-
-@dataclass
-class Problem:
-    """Something `Registry.check` found: kind is "damaged" (a run), "stale" (pending work of a dead process),
-    "live" (pending work of a running process) or "unknown" (pending work from another host)."""
-
-    kind: str
-    path: Path
-    reason: str
-    wandb_dir: Path | None = None  # a stale run's wandb offline folder, moved aside with it
-
-    def line(self) -> str:
-        return f"{self.kind:8s} {self.path}: {self.reason}"
 
 
 class RunWriter:
@@ -386,7 +328,14 @@ class RunWriter:
                 {k: v for k, v in self.record["summary"].items() if isinstance(v, (int, float, str))}
             )
         if (self.path / "checkpoint").is_dir():
-            write_model_card(self.registry, self.record, self.path / "checkpoint", self.path / METRICS_FILE)
+            from nbkit.cards import write_model_card
+
+            parent = self.record["parent"]
+            try:
+                lineage = [r.name for r in self.registry.lineage(parent)] if parent else []
+            except RunError:
+                lineage = [parent]
+            write_model_card(lineage, self.record, self.path / "checkpoint", self.path / METRICS_FILE)
         final = self.registry.root / self.name
         try:
             os.rename(self.path, final)
@@ -528,16 +477,7 @@ class Registry:
 
     def damaged(self) -> list[Problem]:
         """Runs whose run.json cannot be read, with the reason; folders without a run.json too."""
-        out = []
-        for p in self._folders():
-            if not (p / RUN_FILE).exists():
-                out.append(Problem("damaged", p, "no run.json (not a run, or its run.json was lost)"))
-                continue
-            try:
-                _read_record(p)
-            except RunError as e:
-                out.append(Problem("damaged", p, str(e)))
-        return out
+        return runcheck.damaged(self)
 
     def list(self) -> list[Run]:
         """The readable runs, oldest first. Each damaged one is skipped with a RegistryWarning."""
@@ -579,37 +519,7 @@ class Registry:
     def pending(self) -> list[Problem]:
         """Every entry of .pending/: "live" (its writer runs), "stale" (its writer is gone, or it lost a name race),
         or "unknown" (written on another host)."""
-        out = []
-        pending = self.root / ".pending"
-        for p in sorted(pending.iterdir()) if pending.is_dir() else []:
-            try:
-                rec = json.loads((p / RUN_FILE).read_text())
-                writer, wandb_dir = rec.get("writer"), rec.get("wandb", {}).get("dir")
-            except (OSError, ValueError, AttributeError):
-                rec, writer, wandb_dir = {}, None, None
-            wandb_dir = Path(wandb_dir) if wandb_dir and Path(wandb_dir).is_dir() else None
-            age = time.time() - p.stat().st_mtime
-            if p.name.startswith("deleted-"):
-                out.append(Problem("stale", p, "a deleted run whose removal was interrupted"))
-            elif rec.get("lost_race"):
-                out.append(Problem("stale", p, "lost a name race to the registered run", wandb_dir))
-            elif writer is None:
-                kind = "stale" if age > 60 else "live"
-                out.append(
-                    Problem(kind, p, "no writer recorded (an older nbkit, or just starting)", wandb_dir)
-                )
-            else:
-                alive = writer_alive(writer)
-                who = f"pid {writer.get('pid')} on {writer.get('host')}"
-                if alive is None:
-                    out.append(Problem("unknown", p, f"written by {who} (another host): left alone"))
-                elif alive:
-                    out.append(Problem("live", p, f"being written by {who}"))
-                else:
-                    out.append(
-                        Problem("stale", p, f"its writer ({who}) is gone: killed or crashed", wandb_dir)
-                    )
-        return out
+        return runcheck.pending(self)
 
     def check(self) -> list[Problem]:
         """Damaged runs and .pending/ entries (live ones included, so that the report shows them)."""
@@ -618,20 +528,7 @@ class Registry:
     def fix(self, problems: list[Problem] | None = None) -> list[tuple[Problem, Path]]:
         """Move damaged runs and stale pending work (with its wandb offline folder) to runs/.aside/. Deletes
         nothing; returns (problem, where it went)."""
-        moved = []
-        for pr in self.check() if problems is None else problems:
-            if pr.kind not in {"damaged", "stale"} or not pr.path.exists():
-                continue
-            dest = self.root / ASIDE / f"{time.strftime('%Y%m%d-%H%M%S')}-{pr.path.name}"
-            try:
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                os.rename(pr.path, dest)
-                if pr.wandb_dir is not None and pr.wandb_dir.is_dir():
-                    shutil.move(str(pr.wandb_dir), str(dest / pr.wandb_dir.name))
-            except OSError as e:
-                raise _io_error(e, pr.path, "move aside") from None
-            moved.append((pr, dest))
-        return moved
+        return runcheck.fix(self, self.check() if problems is None else problems)
 
     def table(self):
         """A pandas DataFrame with one row per readable run."""
@@ -650,76 +547,3 @@ class Registry:
                 for r in self.list()
             ]
         )
-
-
-# ------------------------------------------------------------------------------------------------------ model card
-
-
-def write_model_card(registry: Registry, record: dict, ckpt: Path, metrics_file: Path) -> Path:
-    """README.md in a checkpoint: the Hub's card metadata (base model, library, tags), then lineage, config and
-    metrics, so that `huggingface_hub` can push the folder as it is."""
-    from huggingface_hub import ModelCard, ModelCardData
-
-    adapter = bool(record.get("adapter"))
-    base = record.get("base_model", {}).get("peft") or ""
-    hub_base = base if base.count("/") == 1 and not base.startswith((".", "/", "~")) else None
-    data = ModelCardData(
-        library_name="peft" if adapter else "transformers",
-        base_model=hub_base,
-        pipeline_tag="text-generation",
-        tags=["nbkit", record["kind"]] + (["lora"] if adapter else []),
-    )
-    chain = []
-    if record.get("parent"):
-        try:
-            chain = [r.name for r in registry.lineage(record["parent"])]
-        except RunError:
-            chain = [record["parent"]]
-    lineage = " -> ".join([*chain, record["name"]])
-    summary = {k: v for k, v in record.get("summary", {}).items() if isinstance(v, (int, float, str, bool))}
-    last: dict = {}
-    if metrics_file.exists():
-        for line in metrics_file.read_text(errors="replace").splitlines():
-            try:
-                last.update(json.loads(line))
-            except ValueError:
-                continue
-    rows = "\n".join(f"| {k} | {v} |" for k, v in summary.items()) or "| - | - |"
-    what = f"a LoRA adapter on `{base}`" if adapter else "a full checkpoint"
-    body = f"""
-# {record["name"]}
-
-A `{record["kind"]}` run from nbkit (learning LLM post-training on a laptop): {what}.
-
-- Lineage (nbkit run registry): {lineage}
-- Base model, as nbkit names it: `{record.get("base_model", {}).get("name", record.get("config", {}).get("model", "-"))}`
-- Trained on: {record.get("hardware", {}).get("cpu", "?")}, torch {record.get("hardware", {}).get("torch", "?")}
-
-Load it with plain transformers{" + peft" if adapter else ""}:
-
-```python
-{"from peft import AutoPeftModelForCausalLM as Auto" if adapter else "from transformers import AutoModelForCausalLM as Auto"}
-model = Auto.from_pretrained("path/to/this/folder")
-```
-
-## Summary
-
-| metric | value |
-|---|---|
-{rows}
-
-## Last logged values
-
-```json
-{json.dumps(last, indent=1, default=str)}
-```
-
-## Config
-
-```json
-{json.dumps(record.get("config", {}), indent=1, default=_json_default)}
-```
-"""
-    card = ModelCard(f"---\n{data.to_yaml()}\n---\n{body}")
-    card.save(ckpt / "README.md")
-    return ckpt / "README.md"

@@ -117,7 +117,7 @@ def test_checkpoints_carry_a_model_card(lineage):
 def test_model_card_names_a_hub_base(tmp_path):
     from huggingface_hub import ModelCard
 
-    from nbkit.runs import Registry, write_model_card
+    from nbkit.cards import write_model_card
 
     record = {
         "name": "x",
@@ -126,5 +126,5 @@ def test_model_card_names_a_hub_base(tmp_path):
         "config": {},
         "base_model": {"name": "smollm2-135m", "peft": "HuggingFaceTB/SmolLM2-135M-Instruct"},
     }
-    card = ModelCard.load(write_model_card(Registry(tmp_path), record, tmp_path, tmp_path / "none.jsonl"))
-    assert card.data.base_model == "HuggingFaceTB/SmolLM2-135M-Instruct"
+    card = ModelCard.load(write_model_card(["base"], record, tmp_path, tmp_path / "none.jsonl"))
+    assert card.data.base_model == "HuggingFaceTB/SmolLM2-135M-Instruct" and "base -> x" in card.text
