@@ -295,32 +295,37 @@ class RunWriter:
     def save_model(self, model, tokenizer=None) -> Path:
         """Save a full checkpoint or, for a peft model, just the adapter. An adapter names its base the way plain
         peft resolves it (a hub id or an absolute checkpoint path); nbkit's own name for it goes to run.json."""
-        from nbkit.models import portable_base
-
         ckpt = self.path / "checkpoint"
-        model.save_pretrained(ckpt, safe_serialization=True)
+        peft_configs = getattr(model, "peft_config", None)
+        if isinstance(peft_configs, dict) and peft_configs:
+            base = self._adapter_base(next(iter(peft_configs.values())).base_model_name_or_path)
+            before = {k: c.base_model_name_or_path for k, c in peft_configs.items()}
+            for c in peft_configs.values():  # peft writes this, and looks the base up by it while saving
+                c.base_model_name_or_path = base["peft"]
+            try:
+                model.save_pretrained(ckpt, safe_serialization=True)
+            finally:
+                for k, c in peft_configs.items():
+                    c.base_model_name_or_path = before[k]
+            self.record["base_model"] = base
+        else:
+            model.save_pretrained(ckpt, safe_serialization=True)
         if tokenizer is not None:
             tokenizer.save_pretrained(ckpt)
-        adapter_cfg = ckpt / "adapter_config.json"
-        self.record["adapter"] = adapter_cfg.exists()
-        if self.record["adapter"]:
-            peft_cfg = json.loads(adapter_cfg.read_text())
-            parent = self.record["parent"]
-            # the model this adapter sits on is the parent run's (e.g. a warm-started checkpoint), not the raw base
-            base = (
-                self.registry.get(parent).model_source if parent else peft_cfg.get("base_model_name_or_path")
-            )
-            base = str(Path(base).resolve()) if Path(str(base)).is_dir() else base
-            base_run = parent if parent and self.registry.get(parent).checkpoint else None
-            peft_cfg["base_model_name_or_path"] = portable_base(str(base))
-            _atomic_write(adapter_cfg, json.dumps(peft_cfg, indent=2, sort_keys=True))
-            self.record["base_model"] = {
-                "name": base,
-                "peft": peft_cfg["base_model_name_or_path"],
-                "run": base_run,
-            }
+        self.record["adapter"] = (ckpt / "adapter_config.json").exists()
         self._flush()
         return ckpt
+
+    def _adapter_base(self, recorded: str | None) -> dict:
+        """nbkit's name for the model an adapter sits on, peft's name for it, and the run that holds it. That model
+        is the parent run's (e.g. a warm-started checkpoint) rather than the one the peft model recorded."""
+        from nbkit.models import portable_base
+
+        parent = self.record["parent"]
+        base = str(self.registry.get(parent).model_source if parent else recorded)
+        base = str(Path(base).resolve()) if Path(base).is_dir() else base
+        base_run = parent if parent and self.registry.get(parent).checkpoint else None
+        return {"name": base, "peft": portable_base(base), "run": base_run}
 
     def commit(self) -> Run:
         if self._wandb is not None:
