@@ -185,8 +185,12 @@ def _relink(dest: Path, rec: dict, plan: dict, reg: Registry) -> None:
     else:
         return
     peft_cfg = json.loads(cfg_file.read_text())
+    old = peft_cfg["base_model_name_or_path"]
     peft_cfg["base_model_name_or_path"] = base["peft"] = new
     _atomic_write(cfg_file, json.dumps(peft_cfg, indent=2, sort_keys=True))
+    card = dest / "checkpoint" / "README.md"
+    if card.exists() and old:  # the model card names the base too
+        _atomic_write(card, card.read_text().replace(f"`{old}`", f"`{new}`"))
     rec["base_model"] = base
 
 

@@ -79,6 +79,11 @@ def test_round_trip_carries_lineage_and_loads_without_the_source(source, tmp_pat
     }
     peft_cfg = json.loads((dest.get("lora").checkpoint / "adapter_config.json").read_text())
     assert peft_cfg["base_model_name_or_path"] == str(dest.get("full").checkpoint.resolve())
+    card = (dest.get("lora").checkpoint / "README.md").read_text()
+    assert (
+        f"a LoRA adapter on `{dest.get('full').checkpoint.resolve()}`" in card
+        and str(source.root) not in card
+    )
     for name, want in expected.items():
         assert torch.allclose(logits(dest, name), want, atol=1e-5)
 
