@@ -11,6 +11,7 @@ import gradio as gr
 from nbkit.backend import Backend, label_message
 from nbkit.errors import NbkitError
 from nbkit.limits import RANGES
+from nbkit.serve import ui_warn
 
 
 def build(backend: Backend) -> gr.Blocks:
@@ -74,6 +75,6 @@ def build(backend: Backend) -> gr.Blocks:
         def save(history, label):
             return gr.File(value=backend.export_chat(history, label), visible=True)
 
-        export.click(save, [chat.chatbot, model], exported, api_name="export")
+        export.click(ui_warn(save, 1), [chat.chatbot, model], exported, api_name="export")
         refresh.click(lambda: gr.Dropdown(choices=backend.choices()), None, model, api_name="models")
     return demo

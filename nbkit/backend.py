@@ -21,8 +21,8 @@ from pathlib import Path
 
 from nbkit.catalog import Catalog, ModelCache
 from nbkit.errors import NbkitError, ServeError
-from nbkit.limits import Limits, check_batch, check_stops, sampling, trim_history
-from nbkit.streaming import stream_generate, stream_many
+from nbkit.limits import LimitError, Limits, check_batch, check_stops, sampling, trim_history
+from nbkit.streaming import paced, stream_generate, stream_many
 
 
 @dataclass
@@ -154,6 +154,8 @@ def label_message(title: str) -> dict:
 class Backend:
     """Everything the apps call: catalog, cache, caps, streaming, votes. One per server process."""
 
+    EXPORTS_KEPT = 200  # JSON downloads kept on disk, newest first
+
     def __init__(self, cfg: ServeConfig, registry=None):
         from nbkit import models
         from nbkit.arena import Arena, ArenaConfig, VoteStore
@@ -246,7 +248,7 @@ class Backend:
             )
         turns += [{"role": "user", "content": message}]
         system = clean_text(system).strip()[: self.cfg.max_input_chars] or None
-        for chunk in stream_generate(model, tok, turns, system, stop=stops, **settings):
+        for chunk in paced(stream_generate(model, tok, turns, system, stop=stops, **settings)):
             answer = {"role": "assistant", "content": chunk.text}
             yield [answer, label_message(f"{label} · {chunk.stats()}")] if chunk.done else [answer]
 
@@ -264,8 +266,15 @@ class Backend:
                 if isinstance(m, dict)
             ],
         }
+        text = json.dumps(data, indent=1, ensure_ascii=False)
+        cap = 8 * self.limits.max_history_chars  # what a browser shows; an API client could send any history
+        if len(text) > cap:
+            raise LimitError(f"The conversation is {len(text):,} characters; downloads stop at {cap:,}.")
+        old = sorted(self.exports.glob("conversation-*.json"), key=lambda p: p.stat().st_mtime)
+        for stale in old[: max(0, len(old) - self.EXPORTS_KEPT + 1)]:  # the folder stays small
+            stale.unlink(missing_ok=True)
         path = self.exports / f"conversation-{secrets.token_hex(4)}.json"
-        path.write_text(json.dumps(data, indent=1, ensure_ascii=False))
+        path.write_text(text)
         return str(path)
 
     # ------------------------------------------------------------------------------------------- compare
@@ -286,7 +295,7 @@ class Backend:
             msgs = trim_history(earlier, self.limits)[0] + [{"role": "user", "content": prompt}]
             return lambda ev: stream_generate(model, tok, msgs, system, stop_event=ev, **settings)
 
-        yield from stream_many([job(m, t, e) for (m, t), e in zip(pairs, turns)])
+        yield from paced(stream_many([job(m, t, e) for (m, t), e in zip(pairs, turns)]))
 
     def side_by_side(self, prompt, labels, system="", temperature=0.7, top_p=0.95, max_new_tokens=128):
         """Generator of (labels, texts, timing line, done): 2-4 models streaming the same prompt at once. These

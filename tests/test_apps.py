@@ -294,6 +294,21 @@ def test_stream_generate_streams_and_stops(tiny):
     assert cut[-1].text == text[: text.index(word)].strip() and word not in cut[-1].text
 
 
+def test_paced_updates_keep_the_first_and_the_last():
+    from nbkit.streaming import paced
+
+    now = [0.0]
+
+    def ticks():
+        for i in range(16):  # 16 updates, 30 ms apart
+            now[0] = i * 0.03
+            yield i
+
+    got = list(paced(ticks(), interval=0.1, clock=lambda: now[0]))
+    assert got == [0, 4, 8, 12, 15]  # at 0, 0.12, 0.24, 0.36 s, then the last one
+    assert list(paced(iter([7]), 0.1)) == [7]
+
+
 def test_two_models_stream_concurrently_interleaved(tiny, registry):
     """Both models produce tokens before either finishes: compare does not run them one after the other."""
     from nbkit.models import load
@@ -326,7 +341,7 @@ def test_two_models_stream_concurrently_interleaved(tiny, registry):
 
 def test_chat_streams_through_the_api_with_a_labelled_answer(chat_app):
     demo, backend = chat_app
-    job = client(demo).submit(*chat_args("Hello there", max_new=8), api_name="/chat")
+    job = client(demo).submit(*chat_args("Hello there", max_new=32), api_name="/chat")
     partials = [answer_of(out) for out in job]
     final = job.result()
     assert len(partials) >= 3 and partials[-1] == answer_of(final)
@@ -406,6 +421,13 @@ def test_chat_exports_the_conversation_as_json(chat_app):
     out = client(demo).predict(wire, "tiny", api_name="/export")  # the button, through the API
     path = out["value"] if isinstance(out, dict) and "value" in out else out
     assert json.loads(Path(path).read_text())["messages"][1]["content"] == "hello"
+    huge = [{"role": "user", "content": "x" * 200_000}]
+    with pytest.raises(serve.ServeError, match="downloads stop at"):
+        backend.export_chat(huge, "tiny")
+    backend.EXPORTS_KEPT = 3
+    for _ in range(5):
+        backend.export_chat(history, "tiny")
+    assert len(list(backend.exports.glob("conversation-*.json"))) == 3  # the folder stays small
 
 
 def test_chat_sees_runs_registered_after_launch(chat_app, registry):
