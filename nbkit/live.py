@@ -73,6 +73,7 @@ class LiveView:
         self.last_step = 0
         self.samples: deque = deque(maxlen=n_samples)  # (prompt, completion, reward)
         self.last_draw, self.draw_seconds, self.draws = -1e9, 0.0, 0
+        self.spent = 0.0  # seconds inside the view's callbacks (benchmarks/live_overhead.py reports it)
         self.dirty = False
 
     # ----------------------------------------------------------------------------------------- recording
@@ -315,12 +316,16 @@ class LiveCallback(TrainerCallback):
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if logs and state.is_world_process_zero:
+            start = time.perf_counter()
             self._grpo_samples()
             self.view.log(state.global_step, logs)
+            self.view.spent += time.perf_counter() - start
 
     def on_train_end(self, args, state, control, **kwargs):
         if state.is_world_process_zero:
+            start = time.perf_counter()
             self.view.flush()
+            self.view.spent += time.perf_counter() - start
 
     def _grpo_samples(self) -> None:
         logs = getattr(
