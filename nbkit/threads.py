@@ -11,8 +11,8 @@ nbkit's defaults (NBKIT_THREADS=auto):
 - `configure()`, run when nbkit is imported: OMP_WAIT_POLICY=PASSIVE, so a waiting thread sleeps at once. OpenMP
   reads it only when it starts, so it takes effect when nbkit is imported before torch (every notebook and the CLI
   do); set by the user, it is left alone.
-- `adapt()`, run when a trainer starts (and every 10 s of its steps) and before each sampling call: as many threads as cores that are not busy
-  with other processes right now (Linux's count of runnable threads), at least 1. Alone on 2 cores that is 2;
+- `adapt()`, run when a trainer starts (and every 10 s of its steps) and before each sampling call: as many threads
+  as cores that other processes' runnable threads leave free right now, at least 1. Alone on 2 cores that is 2;
   beside one busy process, 1.
 
 NBKIT_THREADS=off leaves PyTorch's defaults; NBKIT_THREADS=<n> fixes n threads. OMP_NUM_THREADS, when set, wins.
@@ -39,21 +39,33 @@ def configure() -> None:
 
 
 def runnable_elsewhere(samples: int = 5, gap: float = 0.004) -> int:
-    """Threads runnable on this machine right now besides the caller (median of a few reads of /proc/loadavg).
+    """Threads of other processes runnable right now (median of a few reads): Linux's count of runnable threads
+    (/proc/loadavg, "runnable/total") less this process's own runnable threads (/proc/self/task/*/stat).
 
-    /proc/loadavg's fourth field is "runnable/total" and counts the reading thread itself. Returns 0 where there
-    is no /proc (macOS, Windows): nbkit then keeps PyTorch's own thread count.
+    Returns 0 where there is no /proc (macOS, Windows): nbkit then keeps PyTorch's own thread count.
     """
     counts = []
     for i in range(samples):
         try:
             with open("/proc/loadavg") as f:
-                counts.append(int(f.read().split()[3].split("/")[0]) - 1)
+                everyone = int(f.read().split()[3].split("/")[0])
+            counts.append(everyone - _own_runnable())
         except (OSError, ValueError, IndexError):
             return 0
         if i + 1 < samples:
             time.sleep(gap)
     return max(0, sorted(counts)[len(counts) // 2])
+
+
+def _own_runnable() -> int:
+    n = 0
+    for task in os.scandir("/proc/self/task"):
+        try:
+            with open(f"{task.path}/stat") as f:
+                n += f.read().rsplit(")", 1)[1].split()[0] == "R"
+        except OSError:  # the thread ended meanwhile
+            continue
+    return n
 
 
 def threads_for(cores: int, busy: int) -> int:
