@@ -135,6 +135,11 @@ def plot_scaling(table, axes, eps: float = 1e-4) -> None:
     ax1, ax2 = axes
     ax1.scatter(table["std"], table["grad_none"], marker="o", s=40, alpha=0.7, label='scale_rewards="none"')
     ax1.scatter(table["std"], table["grad_group"], marker="x", s=40, label='scale_rewards="group"')
+    zero = table[table["std"] == 0]
+    if len(zero):
+        top = float(zero[["grad_group", "grad_none"]].to_numpy().max())
+        ax1.annotate(f"{len(zero)} prompts with std 0:\nlargest norm {top:g} under both", (0, top), (0.05, 0.75),
+                     textcoords="axes fraction", fontsize=8, arrowprops=dict(arrowstyle="->", lw=0.8))  # fmt: skip
     ax1.set(xlabel="prompt's reward std", ylabel="gradient norm of the prompt's GRPO objective")
     ax1.legend(fontsize=8)
     spread = table[table["std"] > 0]
