@@ -74,7 +74,7 @@ class LiveView:
         self.samples: deque = deque(maxlen=n_samples)  # (prompt, completion, reward)
         self.last_draw, self.draw_seconds, self.draws = -1e9, 0.0, 0
         self.spent = 0.0  # seconds inside the view's callbacks (benchmarks/live_overhead.py reports it)
-        self.dirty = False
+        self.dirty = self.stale = False
 
     # ----------------------------------------------------------------------------------------- recording
     def start_phase(self, label: str) -> None:
@@ -94,20 +94,20 @@ class LiveView:
             value = logs.get(key)
             if isinstance(value, int | float):
                 self.series.setdefault(f"{key} [{label}]" if label else key, []).append((x, float(value)))
-                self.dirty = True
+                self.dirty = self.stale = True
         self.maybe_draw()
 
     def note(self, name: str, value: float) -> None:
         """A point at the current step, e.g. note("held-out accuracy", 0.43) after a STaR iteration."""
         self.series.setdefault(name, []).append((self.last_step, float(value)))
-        self.dirty = True
+        self.dirty = self.stale = True
         self.draw(final=True)  # rare (once per STaR iteration) and after the trainer's last figure: show it
 
     def add_samples(self, rows) -> None:
         """rows: (prompt, completion, reward) triples; the view keeps the latest few."""
         for prompt, completion, reward in rows:
             self.samples.append((_one_line(prompt, 40), _one_line(completion, 90), reward))
-        self.dirty = True
+        self.dirty = self.stale = True
 
     # ------------------------------------------------------------------------------------------- drawing
     def maybe_draw(self) -> None:
@@ -118,8 +118,8 @@ class LiveView:
             self.draw(final=False)
 
     def flush(self) -> None:
-        """Draw the final figure if anything changed (a trainer ended): it stays in the notebook."""
-        if self.dirty:
+        """Draw the final figure if anything changed since the last one (a trainer ended): it stays in the notebook."""
+        if self.stale:
             self.draw(final=True)
 
     def draw(self, final: bool = False) -> None:
@@ -134,7 +134,8 @@ class LiveView:
         if not final:  # the throttle follows the frames' cost; the final figure is drawn once per trainer
             self.draw_seconds = self.last_draw - start
         self.draws += 1
-        self.dirty = False
+        self.dirty = False  # no frame needed until something changes
+        self.stale = self.stale and not final  # a final figure is owed until one is drawn
 
     def samples_text(self) -> str:
         if not self.samples:

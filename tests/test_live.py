@@ -135,3 +135,15 @@ def test_a_real_sft_run_feeds_the_view(tmp_path):
     )
     assert [x for x, _ in view.series["loss [SFT]"]] == [1, 2, 3]
     assert "image/png" in shown[-1][0]  # the figure drawn when training ends
+
+
+def test_a_trainer_that_ends_right_after_a_frame_still_leaves_the_final_figure():
+    clock = Clock()
+    view, shown = _view(clock)
+    view.start_phase("SFT")
+    for step in range(1, 4):
+        clock.t += 2.0  # slow steps: every log draws a frame
+        view.log(step, {"loss": 1.0})
+    assert "image/svg+xml" in shown[-1][0]
+    view.flush()
+    assert "image/png" in shown[-1][0]
