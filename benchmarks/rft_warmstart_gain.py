@@ -48,8 +48,8 @@ def row(label: str, run, seconds: float) -> dict:
     gain = paired(last["probe/prompt_mean"], first["probe/prompt_mean"], "gain")
     return {
         "arm": label,
-        "reward start": round(first["probe/mean_reward"], 3),
-        "reward end": round(last["probe/mean_reward"], 3),
+        "reward start": round(float(first["probe/mean_reward"]), 3),
+        "reward end": round(float(last["probe/mean_reward"]), 3),
         "RL gain [95% CI]": f"{gain.effect:+.3f} [{gain.lo:+.3f}, {gain.hi:+.3f}]",
         "zero-std start/end": f"{first['probe/frac_zero_std']:.2f}/{last['probe/frac_zero_std']:.2f}",
         "train zero-std": round(float(train["frac_reward_zero_std"].mean()), 2),

@@ -151,9 +151,10 @@ class RftConfig:
             # 1-2 digit sums in 6 tokens almost never (probe reward 0.04, 88% of prompts all wrong); one SFT step
             # (8 examples) gives spread, after which GRPO raises the held-out reward. Groups of 4, not 8: with 8
             # samples the base finds a right answer on enough 1-digit prompts to learn almost as fast unaided.
-            # 32 probe prompts x 8 samples every 10 steps feed the signal map.
+            # 20 steps: in 30-step runs the warm-started probe reward was 0.13 -> 0.63 by step 20 and 0.63 at 30, and
+            # RFT alone 0.04 -> 0.13 at both. 32 probe prompts x 8 samples every 10 steps feed the signal map.
             return cls(
-                system="You are a helpful assistant.", max_completion_length=6, steps=30, batch_size=32,
+                system="You are a helpful assistant.", max_completion_length=6, steps=20, batch_size=32,
                 group_size=4, n_probe=32, probe_k=8, probe_every=10, grad_prompts=16, max_resample=2,
                 warmstart_steps=1,
             )  # fmt: skip
