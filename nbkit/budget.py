@@ -386,38 +386,21 @@ def run_names(cfg: BudgetConfig, cell: Cell) -> dict:
     return names
 
 
-class _Scratch:
-    """Stands in for a RunWriter on ranks other than 0 of a multi-GPU job: they train along, write nothing."""
+def _ensure(reg, name: str, kind: str, config: dict, parent: str | None, build, everyone: bool = True):
+    """The run `name` from the registry (the cache), or built now by build(writer) and committed by rank 0.
 
-    def __init__(self):
-        import tempfile
+    everyone: every rank runs `build` (training: the trainer's collectives need them all; ranks other than 0 get a
+    writer that writes nothing); else rank 0 builds alone and the others wait for it (drawing the pairs).
+    """
+    from nbkit import dist
 
-        self.path = Path(tempfile.mkdtemp(prefix="nbkit-rank-"))
-
-    def log(self, *args, **kwargs):
-        pass
-
-    def set_summary(self, **kwargs):
-        pass
-
-    def save_model(self, *args, **kwargs):
-        pass
-
-
-def _ensure(reg, name: str, kind: str, config: dict, parent: str | None, build):
-    """The run `name` from the registry (the cache), or built now by build(writer) and committed."""
-    from nbkit.train import is_main_process
-
-    if not reg.exists(name):
-        if is_main_process():
+    if not dist.broadcast(reg.exists(name)):  # rank 0 decides: every rank must take the same branch
+        if dist.is_main():
             with reg.create(name, kind, config, parent) as writer:
                 build(writer)
-        else:
-            build(_Scratch())
-            for _ in range(7200):  # rank 0 commits after the same work
-                if reg.exists(name):
-                    break
-                time.sleep(1)
+        elif everyone:
+            build(dist.NullRun())
+        dist.barrier()  # rank 0 has committed the run
     return reg.get(name)
 
 
@@ -471,7 +454,9 @@ class Sweep:
     def pairs(self) -> list[dict]:
         """All preference pairs, round-robin over prompts; cell (B, f) trains on the first n_pairs."""
         if self._pairs is None:
-            run = _ensure(self.reg, self.names["pairs"], "pairs", self.config, None, self._build_pairs)
+            run = _ensure(
+                self.reg, self.names["pairs"], "pairs", self.config, None, self._build_pairs, everyone=False
+            )
             text = (run.path / "pairs.jsonl").read_text()
             self._pairs = [json.loads(line) for line in text.splitlines()]
             need = max(c.n_pairs for c in self.cells)
@@ -498,21 +483,25 @@ class Sweep:
         writer.set_summary(n_pairs=len(rows), n_prompts=len({json.dumps(r["prompt"]) for r in rows}))
 
     def _evaluate(self, writer, model, tok, **summary) -> None:
-        from nbkit.train import is_main_process
+        """Greedy evaluation on the test problems, sharded: each rank scores its block, rank 0 writes them all."""
+        from nbkit import dist
+        from nbkit.tasks.base import accuracy_table
 
-        if not is_main_process():
+        start, part = time.perf_counter(), dist.shard(self.test)
+        opts = dict(max_new_tokens=self.cfg.max_new_tokens, batch_size=self.cfg.eval_batch_size)
+        mine = self.task.evaluate(model, tok, part, **opts)["rows"] if part else []
+        rows, per_rank = dist.gather(mine), dist.gather([len(mine)])
+        if not dist.is_main():
             return
-        start = time.perf_counter()
-        res = self.task.evaluate(
-            model, tok, self.test, max_new_tokens=self.cfg.max_new_tokens, batch_size=self.cfg.eval_batch_size
-        )
+        res = accuracy_table(rows)
         with open(Path(writer.path) / "eval.jsonl", "w") as f:
-            f.writelines(json.dumps(r) + "\n" for r in res["rows"])
+            f.writelines(json.dumps(r) + "\n" for r in rows)
         writer.log({"eval/accuracy": res["accuracy"]})
         writer.set_summary(
             accuracy=res["accuracy"],
             by_difficulty=res["by_difficulty"],
             n_eval=res["n"],
+            eval_per_rank=per_rank,
             eval_seconds=round(time.perf_counter() - start, 1),
             **summary,
         )
@@ -822,9 +811,9 @@ def plot_lines(table, ax=None, title: str = "", base_accuracy: float | None = No
 
 def cli(argv: list[str]) -> int:
     """`nbkit budget --config FILE [--root DIR] [--out results.csv]`: the sweep as a script."""
+    from nbkit import dist
     from nbkit.config import describe, load_config
     from nbkit.runs import Registry
-    from nbkit.train import is_main_process
 
     p = argparse.ArgumentParser(
         prog="nbkit budget",
@@ -838,7 +827,7 @@ def cli(argv: list[str]) -> int:
     args = p.parse_args(argv[1:])
     cfg = load_config(args.config, BudgetConfig)
     table = sweep(cfg, Registry(args.root))
-    if is_main_process():
+    if dist.is_main():
         print(table.drop(columns=["sft_run", "dpo_run"]).to_string(index=False))
         print(
             f"base model accuracy: {table.attrs['base_accuracy']}; sweep took {table.attrs['seconds']:.0f} s"

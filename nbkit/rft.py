@@ -255,7 +255,8 @@ class RftTrainer(GRPOTrainer):
                 {
                     "step": self.state.global_step + 1,
                     "prompts": [prompt_text(p) for p in prompts[:: self.num_generations]] if single else None,
-                    "rewards": groups.tolist(),
+                    "rewards": groups.tolist(),  # every rank's groups (TRL gathers the rewards)
+                    "local_completions": len(prompts),  # this rank's share of them
                 }
             )
         return per_func
@@ -385,16 +386,18 @@ def base_run(registry, model: str) -> str:
 
 
 def run_rft(cfg: RftConfig, registry=None, progress: bool = True):
-    """Warm-start (optional) then RFT, as registry runs; returns the finished RFT Run. A run that already exists
-    under `cfg.name` is returned as it is (re-running a notebook reuses finished runs)."""
+    """Warm-start (optional) then RFT, as registry runs; returns the finished RFT Run (on every rank; rank 0 alone
+    writes the registry). A run that already exists under `cfg.name` is returned as it is (re-running a notebook
+    reuses finished runs)."""
+    from nbkit import dist
     from nbkit.models import load
     from nbkit.runs import Registry
-    from nbkit.train import is_main_process, release, sft
+    from nbkit.train import release, sft
 
     reg = registry or Registry()
-    if reg.exists(cfg.name):
+    if dist.broadcast(reg.exists(cfg.name)):
         return reg.get(cfg.name)
-    main = is_main_process()
+    main = dist.is_main()
     task = make_task(cfg)
     train = task.train(cfg.n_train)
     probes = task.test(cfg.n_probe) if cfg.n_probe else []
@@ -403,9 +406,7 @@ def run_rft(cfg: RftConfig, registry=None, progress: bool = True):
 
     if cfg.warmstart_fraction > 0:
         ws_name = f"{cfg.name}-warmstart"
-        if reg.exists(
-            ws_name
-        ):  # finished earlier (e.g. the RFT after it was interrupted): reuse its checkpoint
+        if dist.broadcast(reg.exists(ws_name)):  # finished earlier (e.g. the RFT was interrupted): reuse it
             model, tok = reg.load(ws_name, dtype="float32")
         else:
             records = warmstart_records(task, train, cfg)
@@ -437,11 +438,14 @@ def run_rft(cfg: RftConfig, registry=None, progress: bool = True):
         trainer.train()
         release(trainer.model)
         seconds = time.perf_counter() - start
+        # the completions each rank generated and scored: TRL's sampler gives every rank its own prompts
+        per_rank = dist.gather([sum(h["local_completions"] for h in trainer.group_history)])
         if run is not None:
-            run.set_summary(**summarize(trainer, probe_cb, seconds, cfg))
+            run.set_summary(**summarize(trainer, probe_cb, seconds, cfg), completions_per_rank=per_rank)
             if cfg.save_model:
                 run.save_model(trainer.model, tok)
-    return reg.get(cfg.name) if main else None
+    dist.barrier()  # rank 0 has committed the run
+    return reg.get(cfg.name)
 
 
 def summarize(trainer, probe_cb, seconds: float, cfg: RftConfig) -> dict:
@@ -470,6 +474,7 @@ def summarize(trainer, probe_cb, seconds: float, cfg: RftConfig) -> dict:
 
 def cli(argv: list[str]) -> int:
     """`nbkit rft --config FILE [--runs DIR] [--name NAME]` (argv[0] is "rft")."""
+    from nbkit import dist
     from nbkit.config import describe, load_config
     from nbkit.runs import Registry
 
@@ -489,7 +494,7 @@ def cli(argv: list[str]) -> int:
     if args.name:
         cfg = dataclasses.replace(cfg, name=args.name)
     run = run_rft(cfg, Registry(args.runs))
-    if run is not None:
+    if dist.is_main():
         print(f"run {run.name} ({run.path}):")
         for k, v in run.summary.items():
             print(f"  {k}: {v:.3f}" if isinstance(v, float) else f"  {k}: {v}")

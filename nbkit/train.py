@@ -152,10 +152,3 @@ def release(model):
     model.__dict__.pop("forward", None)
     model.__dict__.pop("_is_accelerate_prepared", None)
     return model
-
-
-def is_main_process() -> bool:
-    """False on the non-zero ranks of an `accelerate launch`/torchrun job: only rank 0 writes the registry."""
-    import os
-
-    return int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0"))) == 0
