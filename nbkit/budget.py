@@ -25,7 +25,8 @@ up to 2x faster per step here but learned far less in the few steps a laptop bud
 
 Run it:
     nbkit budget --config configs/budget_cpu.yaml           # the notebook's sweep as a script
-    accelerate launch -m nbkit.cli budget --config configs/budget_gpu.yaml
+    torchrun --nproc_per_node 2 -m nbkit.cli budget --config configs/budget_cpu.yaml    # 2 CPU processes
+    accelerate launch --num_processes 4 -m nbkit.cli budget --config configs/budget_gpu.yaml  # 4 GPUs
 """
 
 from __future__ import annotations

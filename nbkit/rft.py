@@ -21,7 +21,8 @@ Simplifications vs the paper: binary correctness reward instead of a learned rew
 group-normalized advantages instead of PPO with a value baseline; gradient norms of the sampled objective.
 
     nbkit rft --config configs/rft_arithmetic_cpu.yaml
-    accelerate launch -m nbkit.cli rft --config configs/rft_gsm8k_gpu.yaml
+    torchrun --nproc_per_node 2 -m nbkit.cli rft --config configs/rft_arithmetic_cpu.yaml   # 2 CPU processes
+    accelerate launch --num_processes 4 -m nbkit.cli rft --config configs/rft_gsm8k_gpu.yaml  # 4 GPUs
 """
 
 from __future__ import annotations

@@ -1,5 +1,12 @@
 """nbkit.dist on one process, and the experiments under `torchrun --nproc_per_node 2` (gloo, CPU)."""
 
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+
+import pandas as pd
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -29,3 +36,86 @@ def test_one_process_is_rank_0_of_1_and_touches_nothing(monkeypatch):
     null.log({"a": 1})
     null.set_summary(a=1)
     assert null.path.is_dir()
+
+
+# ------------------------------------------------------------------ the experiments under torchrun (2 CPU ranks)
+# Each test runs the experiment's CLI under `torchrun --nproc_per_node 2` (gloo) into its own registry, and the
+# same config in this process into another, then compares. What must match: whatever happens before any training
+# (rank 0 alone, same seed, same weights). What differs: training, because `batch_size` is per process, so every
+# optimizer step of the 2-process run sees twice the examples (DDP averages the two ranks' gradients).
+
+
+def torchrun(*args: str, nproc: int = 2) -> subprocess.CompletedProcess:
+    env = {**os.environ, "NBKIT_WANDB": "off", "OMP_NUM_THREADS": "1", "NBKIT_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"]
+    proc = subprocess.run(
+        [*cmd, "-m", "nbkit.cli", *args], capture_output=True, text=True, env=env, timeout=600
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    return proc
+
+
+def registered(reg) -> set[str]:
+    assert not any((reg.root / ".pending").glob("*")), "a rank left a half-written run behind"
+    return set(reg.names())
+
+
+def test_rft_on_two_processes(tmp_path):
+    from nbkit.diagnostics import run_tables
+    from nbkit.rft import RftConfig, run_rft
+    from nbkit.runs import Registry
+
+    (tmp_path / "rft.yaml").write_text("profile: smoke\nname: mp\nsave_model: false\n")
+    proc = torchrun("rft", "--config", str(tmp_path / "rft.yaml"), "--runs", str(tmp_path / "two"))
+    assert proc.stdout.count("run mp (") == 1  # rank 0 alone reports
+    two, one = Registry(tmp_path / "two"), Registry(tmp_path / "one")
+    cfg = RftConfig.for_profile("smoke")
+    run_rft(dataclasses.replace(cfg, name="mp", save_model=False), one, progress=False)
+    assert registered(two) == registered(one) == {"base-tiny", "mp"}
+    a, b = one.get("mp"), two.get("mp")
+
+    # each rank generated and scored its own batch_size completions per step
+    assert a.summary["completions_per_rank"] == [cfg.steps * cfg.batch_size]
+    assert b.summary["completions_per_rank"] == [cfg.steps * cfg.batch_size] * 2
+    groups_a, groups_b = run_tables(a)[2], run_tables(b)[2]
+    n_groups = cfg.batch_size // cfg.group_size
+    assert {len(x) for x in groups_a["groups/prompt_std"]} == {n_groups}
+    assert {len(x) for x in groups_b["groups/prompt_std"]} == {2 * n_groups}  # TRL gathers both ranks' groups
+
+    # the probe before training: rank 0, the same model and seed -> the same samples
+    start_a, start_b = run_tables(a)[1].loc[0], run_tables(b)[1].loc[0]
+    for key in ("probe/questions", "probe/first_samples", "probe/prompt_mean", "probe/prompt_std"):
+        assert start_a[key] == start_b[key], key
+    assert "probe/grad_norm" in start_a and pd.isna(
+        start_b.get("probe/grad_norm")
+    )  # measured on 1 process only
+
+
+def test_budget_on_two_processes(tmp_path):
+    from nbkit.budget import BudgetConfig, Sweep, eval_rows
+    from nbkit.config import from_dict
+    from nbkit.runs import Registry
+
+    keys = {"profile": "smoke", "budgets": [4], "fractions": [0.0, 1.0], "eval_n": 4, "max_new_tokens": 4}
+    (tmp_path / "budget.yaml").write_text(json.dumps(keys))
+    proc = torchrun("budget", "--config", str(tmp_path / "budget.yaml"), "--root", str(tmp_path / "two"))
+    assert proc.stdout.count("base model accuracy") == 1
+    two, one = Registry(tmp_path / "two"), Registry(tmp_path / "one")
+    sweep = Sweep(from_dict(keys, BudgetConfig), one)
+    sweep.run(progress=False)
+    names = registered(one)
+    assert registered(two) == names and len(names) == 4  # pairs, base, base-dpo4, sft4: each once
+
+    # evaluation was sharded: each rank scored its contiguous half of the 4 test problems
+    for name in names - {sweep.names["pairs"]}:
+        assert one.get(name).summary["eval_per_rank"] == [4]
+        assert two.get(name).summary["eval_per_rank"] == [2, 2], name
+
+    # drawn once, on rank 0, with the same seed: the same preference pairs
+    pairs = sweep.names["pairs"]
+    assert (one.get(pairs).path / "pairs.jsonl").read_text() == (
+        two.get(pairs).path / "pairs.jsonl"
+    ).read_text()
+    # the base model, greedy, gathered in order: the same answers to the same problems
+    base = sweep.names["base"]
+    assert eval_rows(one, base) == eval_rows(two, base)
