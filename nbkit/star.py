@@ -93,6 +93,9 @@ class StarConfig:
     train_epochs: float = _opt(
         0.0, "> 0: each iteration trains this many epochs over its rows instead of the step schedule"
     )
+    lr_schedule: str = _opt(
+        "constant", "SFT learning-rate schedule: constant | linear (decays to 0 by the last step)"
+    )
     first_steps: int = _opt(40, "optimizer steps in iteration 1 (paper: 40)")
     step_growth: float = _opt(0.2, "the step count grows by this share per iteration (paper: 20%)")
     step_scale: float = _opt(1.0, "multiplies the whole step schedule")
@@ -243,6 +246,10 @@ def validate(cfg: StarConfig) -> None:
         f"step_scale > 0, step_growth >= 0; got {cfg.first_steps}, {cfg.step_scale}, {cfg.step_growth}",
     )
     need(cfg.train_epochs >= 0, f"train_epochs must be >= 0 (0: the step schedule), got {cfg.train_epochs}")
+    need(
+        cfg.lr_schedule in {"constant", "linear"},
+        f"lr_schedule must be constant or linear, got {cfg.lr_schedule!r}",
+    )
     need(cfg.lr > 0 and cfg.primer_lr > 0, f"lr and primer_lr must be > 0, got {cfg.lr}, {cfg.primer_lr}")
     need(
         min(cfg.batch_size, cfg.sample_batch_size, cfg.test_problems, cfg.max_new_tokens) >= 1,
@@ -618,7 +625,13 @@ def run_star(cfg: StarConfig, registry=None) -> StarResult:
         # 1-2: a rationale for every problem from the latest model, kept when its answer is right
         mine = problems[rank::world]
         texts = _sample(
-            cfg, model, tok, [chat(ex) for ex in mine], 1000 * cfg.rng_seed + i, f"iter {i}: rationales"
+            cfg,
+            model,
+            tok,
+            [chat(ex) for ex in mine],
+            1000 * cfg.rng_seed + i,
+            f"iter {i}: rationales",
+            task.uses_chat,
         )
         faithful = cfg.keep == "faithful"
         kept, failed = filter_rationales(task, mine, texts, faithful=faithful)
@@ -628,7 +641,13 @@ def run_star(cfg: StarConfig, registry=None) -> StarResult:
         if cfg.rationalization and failed:
             hint_chats = [chat(ex, hint=ex.answer) for ex in failed]
             texts = _sample(
-                cfg, model, tok, hint_chats, 1000 * cfg.rng_seed + 500 + i, f"iter {i}: rationalizing"
+                cfg,
+                model,
+                tok,
+                hint_chats,
+                1000 * cfg.rng_seed + 500 + i,
+                f"iter {i}: rationalizing",
+                task.uses_chat,
             )
             rationalized, _ = filter_rationales(task, failed, texts, hinted=True, faithful=faithful)
         kept, rationalized = _gather(kept, world), _gather(rationalized, world)
@@ -804,8 +823,10 @@ def _int_keys(summary: dict) -> dict:
     return summary
 
 
-def _sample(cfg: StarConfig, model, tok, chats: list, seed: int, desc: str) -> list[list[str]]:
-    """cfg.samples_per_problem completions per chat, shape (n_chats, k)."""
+def _sample(
+    cfg: StarConfig, model, tok, chats: list, seed: int, desc: str, chat: bool = True
+) -> list[list[str]]:
+    """cfg.samples_per_problem completions per prompt, shape (n_prompts, k); `chat`: prompts are messages."""
     from nbkit.sampling import sample
 
     if not chats:
@@ -813,7 +834,9 @@ def _sample(cfg: StarConfig, model, tok, chats: list, seed: int, desc: str) -> l
     opts = dict(
         temperature=cfg.temperature, batch_size=cfg.sample_batch_size, progress=cfg.verbose, desc=desc
     )
-    return sample(model, tok, chats, cfg.samples_per_problem, cfg.max_new_tokens, seed=seed, **opts).texts()
+    return sample(
+        model, tok, chats, cfg.samples_per_problem, cfg.max_new_tokens, seed=seed, chat=chat, **opts
+    ).texts()
 
 
 def _evaluate(cfg: StarConfig, task, model, tok, test: list, chat, world: int) -> dict:
@@ -831,6 +854,8 @@ def _sft(cfg: StarConfig, model, tok, records, steps, lr, writer, epochs: float 
     from nbkit.train import sft
 
     opts = dict(disable_tqdm=not cfg.verbose, train_sampling_strategy="group_by_length")
+    if cfg.lr_schedule != "constant":
+        opts["lr_scheduler_type"] = cfg.lr_schedule
     model.train()
     return sft(model, tok, records, steps, epochs, lr, cfg.batch_size, run=writer, seed=cfg.rng_seed, **opts)
 

@@ -123,10 +123,8 @@ def sft(
         learning_rate=lr,
         per_device_train_batch_size=batch_size,
         max_length=max_length,
-        lr_scheduler_type="constant_with_warmup",
-        warmup_steps=0,
         seed=seed,
-        **config_overrides,
+        **({"lr_scheduler_type": "constant_with_warmup", "warmup_steps": 0} | config_overrides),
     )
     trainer = SFTTrainer(
         model=model,

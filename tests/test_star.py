@@ -50,13 +50,13 @@ class FakeSampler:
         self.calls: list[dict] = []
         self.always_wrong, self.mention_hint = always_wrong, mention_hint
 
-    def __call__(self, cfg, model, tok, chats, seed, desc):
-        self.calls.append({"desc": desc, "chats": chats, "seed": seed})
+    def __call__(self, cfg, model, tok, chats, seed, desc, chat=True):
+        self.calls.append({"desc": desc, "chats": chats, "seed": seed, "chat": chat})
         out = []
-        for chat in chats:
-            text = chat[-1]["content"]
-            a, b = map(int, re.search(r"What is (\d+) \+ (\d+)\?", text).groups())
-            hinted = "Hint" in text
+        for prompt in chats:
+            text = prompt[-1]["content"] if chat else prompt
+            a, b = map(int, re.search(r"(?:What is |Question: )(\d+) \+ (\d+)", text).groups())
+            hinted = "Hint" in text or "the answer is" in text
             right = (rationalizable(a, b) if hinted else solvable(a, b)) and not self.always_wrong
             answer = a + b if right else a + b + 1
             note = " (as the hint says)" if hinted and self.mention_hint else ""
@@ -474,3 +474,31 @@ def test_replay_seed_and_epochs_train_on_kept_plus_primer_rows(fake, registry, m
         json.loads(line)["source"] for line in open(registry.root / result.runs[1] / "rationales.jsonl")
     ]
     assert sources.count("primer") == primer_rows
+
+
+def test_plain_prompts_sample_without_the_chat_template_and_train_on_strings(fake, registry, monkeypatch):
+    seen = []
+
+    def record(cfg, model, tok, records, steps, lr, writer, epochs=1.0):
+        seen.append(records)
+        return type("Trainer", (), {"model": model})()
+
+    monkeypatch.setattr(star, "_sft", record)
+    args = {"digits": [1, 2], "scratchpad": "columns", "prompt": "plain"}
+    cfg = smoke(iterations=1, task_args=args, name="plain")
+    result = run_star(cfg, registry)
+    assert fake.calls and all(call["chat"] is False for call in fake.calls)
+    assert all(
+        isinstance(p, str) and p.startswith("Question: ") for call in fake.calls for p in call["chats"]
+    )
+    hinted = [p for call in fake.calls if "rationalizing" in call["desc"] for p in call["chats"]]
+    assert hinted and all(re.search(r" \(the answer is \d+\)\n$", p) for p in hinted)
+    rows = seen[-1]
+    assert rows and all(isinstance(r["prompt"], str) and isinstance(r["completion"], str) for r in rows)
+    assert not any("the answer is" in r["prompt"] for r in rows)  # trained without the hint
+    assert result.iterations[1]["kept"] == len(rows)
+
+
+def test_lr_schedule_is_checked():
+    with pytest.raises(ConfigError, match="lr_schedule"):
+        star.validate(smoke(lr_schedule="cosine"))

@@ -106,6 +106,35 @@ def test_prompts_chat_hint_and_fewshot():
     assert quiet.sft_record(ex)["prompt"][0]["role"] == "system"
 
 
+def test_plain_prompts_carry_the_hint_inline_and_train_on_strings():
+    task = Arithmetic(scratchpad="columns", prompt="plain")
+    ex = task.make(47, 85)
+    assert not task.uses_chat
+    assert task.chat(ex) == "Question: 47 + 85\n"
+    assert task.chat(ex, hint="132") == "Question: 47 + 85 (the answer is 132)\n"
+    rec = task.sft_record(ex)
+    assert rec["prompt"] == "Question: 47 + 85\n"
+    assert rec["completion"] == "7+5+0=12, write 2 carry 1. 4+8+1=13, write 3 carry 1. write 1.\nAnswer: 132"
+    shots = task.fewshot([task.make(1, 2)], ex)
+    assert shots.startswith("Question: 1 + 2\n1+2+0=3, write 3 carry 0.\nAnswer: 3\n\n")
+    assert shots.endswith("Question: 47 + 85\n")
+    with pytest.raises(TaskError, match="chat or plain"):
+        Arithmetic(prompt="markdown")
+
+
+def test_plain_evaluation_skips_the_chat_template(tiny):
+    model, tok = tiny
+    task = Arithmetic(digits=(1,), prompt="plain")
+    ex = task.test(2)
+    res = task.evaluate(model, tok, ex, max_new_tokens=4, progress=False)
+    assert res["n"] == 2
+    # the same greedy completions as sampling the bare prompt strings with chat=False
+    from nbkit.sampling import sample
+
+    plain = sample(model, tok, [task.chat(e) for e in ex], max_new_tokens=4, temperature=0, chat=False)
+    assert [r["completion"] for r in res["rows"]] == [t[0] for t in plain.texts()]
+
+
 def test_accuracy_table():
     rows = [
         {"difficulty": 1, "correct": True},

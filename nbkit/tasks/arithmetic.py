@@ -90,20 +90,25 @@ class Arithmetic(Task):
         seed: int = 0,
         system: str | None = None,
         scratchpad: str = "numbers",
+        prompt: str = "chat",
     ):
         digits = tuple(int(d) for d in digits)
         if not digits or any(d < 1 or d > 6 for d in digits):
             raise TaskError(f"arithmetic digits must be between 1 and 6, got {digits}")
         if scratchpad not in SCRATCHPADS:
             raise TaskError(f"arithmetic scratchpad {scratchpad!r}: choose one of {', '.join(SCRATCHPADS)}")
+        if prompt not in ("chat", "plain"):
+            raise TaskError(f"arithmetic prompt {prompt!r}: choose chat or plain")
         self.digits, self.seed, self.system, self.scratchpad = digits, seed, system, scratchpad
+        self.prompt_style = prompt
 
     def _pad(self, a: int, b: int) -> str:
         # looked up at call time, so a benchmark can swap a format in (benchmarks/star_scratchpad_formats.py)
         return scratchpad(a, b) if self.scratchpad == "numbers" else SCRATCHPADS[self.scratchpad](a, b)
 
     def question_text(self, ex: Example) -> str:
-        return f"What is {ex.meta['a']} + {ex.meta['b']}?"
+        """Chat: "What is 47 + 85?". Plain: "47 + 85" (the prompt reads "Question: 47 + 85")."""
+        return ex.question if self.prompt_style == "plain" else f"What is {ex.meta['a']} + {ex.meta['b']}?"
 
     def make(self, a: int, b: int) -> Example:
         return Example(

@@ -44,6 +44,10 @@ class Task:
     # The system message of every chat. None leaves it to the chat template, which may insert a default (SmolLM2:
     # "You are a helpful AI assistant named SmolLM, trained by Hugging Face", 16 tokens); "" sends an empty one.
     system: str | None = None
+    # "chat": prompts are chat messages and go through the tokenizer's chat template (instruct models).
+    # "plain": a bare "Question: ...\n" string, no template, no system turn: 12 tokens for an arithmetic prompt
+    # instead of 26, and a hint a small model can copy from (STaR's rationalization, see `plain_prompt`).
+    prompt_style = "chat"
 
     # ----------------------------------------------------------------------------------------- to override
     def question_text(self, ex: Example) -> str:
@@ -75,7 +79,24 @@ class Task:
             text += f"\n(Hint: the answer is {hint}.)"
         return text
 
-    def chat(self, ex: Example, hint: str | None = None, system: str | None = None) -> list[dict]:
+    @property
+    def uses_chat(self) -> bool:
+        """Whether prompts are chat messages (sampling applies the chat template) or plain strings."""
+        return self.prompt_style == "chat"
+
+    def plain_prompt(self, ex: Example, hint: str | None = None) -> str:
+        """Example: "Question: 47 + 85\n"; with hint "132": "Question: 47 + 85 (the answer is 132)\n".
+
+        The hint sits inside the question line, right before the model starts writing: a 135M model copies it
+        into its rationale far more often than a separate hint sentence or a chat turn.
+        """
+        hint_text = f" (the answer is {hint})" if hint is not None else ""
+        return f"Question: {self.instruction}{self.question_text(ex)}{hint_text}\n"
+
+    def chat(self, ex: Example, hint: str | None = None, system: str | None = None) -> list[dict] | str:
+        """The model's input for `ex`: chat messages, or the plain prompt string when prompt_style is "plain"."""
+        if not self.uses_chat:
+            return self.plain_prompt(ex, hint)
         return self._system_turn(system) + [{"role": "user", "content": self.prompt(ex, hint)}]
 
     def _system_turn(self, system: str | None = None) -> list[dict]:
@@ -90,10 +111,12 @@ class Task:
         return f"{body}\n{answer}" if body else answer
 
     def sft_record(self, ex: Example, rationale: str | None = None) -> dict:
-        """A row in TRL's conversational prompt-completion format (loss on the completion only)."""
+        """A row in TRL's prompt-completion format (loss on the completion only): conversational, or plain
+        strings when prompt_style is "plain"."""
+        target = self.target(ex, rationale)
         return {
             "prompt": self.chat(ex),
-            "completion": [{"role": "assistant", "content": self.target(ex, rationale)}],
+            "completion": [{"role": "assistant", "content": target}] if self.uses_chat else target,
             "answer": ex.answer,
             "difficulty": ex.difficulty,
         }
@@ -103,7 +126,12 @@ class Task:
         return {"prompt": self.chat(ex), "answer": ex.answer, "difficulty": ex.difficulty}
 
     def fewshot(self, shots: list[Example], ex: Example, hint: str | None = None) -> list[dict]:
-        """A chat with worked examples as earlier turns, then the question (the paper's few-shot seed)."""
+        """A chat with worked examples as earlier turns, then the question (the paper's few-shot seed). Plain
+        prompts: the worked examples as text, one blank line apart."""
+        if not self.uses_chat:
+            return "".join(f"{self.plain_prompt(s)}{self.target(s)}\n\n" for s in shots) + self.plain_prompt(
+                ex, hint
+            )
         msgs = self._system_turn()
         for s in shots:
             msgs += [
@@ -153,6 +181,7 @@ class Task:
             chats,
             k=1,
             temperature=0.0,
+            chat=self.uses_chat,
             max_new_tokens=max_new_tokens,
             batch_size=batch_size,
             progress=progress,
