@@ -84,7 +84,9 @@ class StarConfig:
     problems_per_iteration: int = _opt(10_000, "the train set; every iteration tries all of it (paper: 10k)")
     rationalization: bool = _opt(True, "retry failures with the correct answer as a hint")
     keep: str = _opt(
-        "answer", "answer: keep rationales that end right (paper) | faithful: right at every step too"
+        "answer",
+        "answer: keep rationales that end right (paper) | worked: and that show some work before the answer"
+        " | faithful: and that are right at every step",
     )
     restart_from_base: bool = _opt(True, "fine-tune the seed model every iteration (paper), else the latest")
     replay_seed: bool = _opt(
@@ -159,13 +161,19 @@ def split_rationale(text: str, answer_prefix: str = "Answer:") -> str:
 
 
 def filter_rationales(
-    task, problems: list, texts: list[list[str]], hinted: bool = False, faithful: bool = False
+    task,
+    problems: list,
+    texts: list[list[str]],
+    hinted: bool = False,
+    faithful: bool = False,
+    worked: bool = False,
 ) -> tuple[list, list]:
     """STaR's filter. texts: shape (n_problems, k). Returns (kept, failed).
 
     kept: [(example, rationale)], the first correct completion of each problem; failed: problems with none.
     A hinted completion that mentions the hint is not kept: it would be trained on without the hint.
     faithful: also require every step to be right (`task.faithful`), not only the answer (not in the paper).
+    worked: also require some rationale before the answer line, right or wrong (not in the paper).
     Example: problems [2+3, 4+4], texts [["...Answer: 5"], ["...Answer: 9"]] -> ([(2+3, "...")], [4+4]).
     """
     if len(texts) != len(problems):
@@ -177,7 +185,9 @@ def filter_rationales(
             for t in group
             if task.is_correct(t, ex) and not (hinted and "hint" in t.lower())
         )
-        first = next((r for r in good if not faithful or task.faithful(ex, r)), None)
+        first = next(
+            (r for r in good if (not faithful or task.faithful(ex, r)) and (not worked or r.strip())), None
+        )
         if first is not None:
             kept.append((ex, first))
         else:
@@ -239,7 +249,10 @@ def validate(cfg: StarConfig) -> None:
     need(0 <= cfg.primer_hints < 1, f"primer_hints is a share in [0, 1), got {cfg.primer_hints}")
     need(cfg.samples_per_problem >= 1, f"samples_per_problem must be >= 1, got {cfg.samples_per_problem}")
     need(cfg.temperature >= 0, f"temperature must be >= 0, got {cfg.temperature}")
-    need(cfg.keep in {"answer", "faithful"}, f"keep must be 'answer' or 'faithful', got {cfg.keep!r}")
+    need(
+        cfg.keep in {"answer", "worked", "faithful"},
+        f"keep must be 'answer', 'worked' or 'faithful', got {cfg.keep!r}",
+    )
     need(
         cfg.first_steps >= 1 and cfg.step_scale > 0 and cfg.step_growth >= 0,
         "first_steps must be >= 1, "
@@ -420,6 +433,31 @@ class StarResult:
         """The held-out completions of one iteration (question, answer, completion, correct, difficulty)."""
         return _read_jsonl(Path(self.registry_root) / self.runs[iteration] / "eval.jsonl")
 
+    def work_frame(self):
+        """Per iteration and difficulty: accuracy, the share of held-out answers that show any work before the
+        answer line, and the share that is right *and* shows work. STaR's answer-only filter cannot tell a worked
+        answer from a bare one."""
+        import pandas as pd
+
+        out = []
+        for i in range(len(self.runs)):
+            by = {}
+            for row in self.eval_rows(i):
+                by.setdefault(row["difficulty"], []).append(row)
+            for d, rows in sorted(by.items()):
+                worked = [r for r in rows if split_rationale(r["completion"]).strip()]
+                out.append(
+                    {
+                        "iteration": i,
+                        "difficulty": d,
+                        "n": len(rows),
+                        "accuracy": sum(r["correct"] for r in rows) / len(rows),
+                        "shows_work": len(worked) / len(rows),
+                        "correct_with_work": sum(r["correct"] for r in worked) / len(rows),
+                    }
+                )
+        return pd.DataFrame(out)
+
     def before_after(self, difficulty: int | None = None, n: int = 3) -> list[dict]:
         """Held-out questions with the seed model's completion and the last iteration's, fixed ones first."""
         pairs = [
@@ -472,6 +510,29 @@ def plot(result: StarResult, ax=None):
     ax.set_title(f"STaR on {result.config.task}\n{caption(result.config.profile)}", fontsize=9)
     ax.set_xticks(list(df["iteration"]))
     ax.legend(fontsize=8)
+    return ax
+
+
+def plot_work(result: StarResult, ax=None):
+    """Per difficulty and iteration: held-out accuracy (solid) and the share right *with* work shown (dashed).
+    Where the lines part, the model answers without its scratchpad."""
+    import matplotlib.pyplot as plt
+
+    from nbkit.plots import caption
+
+    df = result.work_frame()
+    ax = ax or plt.subplots(figsize=(6.5, 4))[1]
+    unit = "-digit" if result.config.task == "arithmetic" else ""
+    for d, part in df.groupby("difficulty"):
+        line = ax.plot(part["iteration"], part["accuracy"], marker="o", label=f"{d}{unit}: right")[0]
+        ax.plot(
+            part["iteration"], part["correct_with_work"], ls="--", marker="x", color=line.get_color(),
+            label=f"{d}{unit}: right, with work shown",
+        )  # fmt: skip
+    ax.set(xlabel="STaR iteration (0 = seed model)", ylabel="share of held-out problems", ylim=(-0.03, 1.03))
+    ax.set_title(f"Right answers, with and without a rationale\n{caption(result.config.profile)}", fontsize=9)
+    ax.set_xticks(sorted(df["iteration"].unique()))
+    ax.legend(fontsize=7)
     return ax
 
 
@@ -633,8 +694,8 @@ def run_star(cfg: StarConfig, registry=None) -> StarResult:
             f"iter {i}: rationales",
             task.uses_chat,
         )
-        faithful = cfg.keep == "faithful"
-        kept, failed = filter_rationales(task, mine, texts, faithful=faithful)
+        rule = dict(faithful=cfg.keep == "faithful", worked=cfg.keep == "worked")
+        kept, failed = filter_rationales(task, mine, texts, **rule)
         live.record_samples(task, mine, texts)  # the live view of a notebook cell, if any
         # 3: rationalization: the answer as a hint in the prompt; what is kept is trained on without it
         rationalized = []
@@ -649,11 +710,13 @@ def run_star(cfg: StarConfig, registry=None) -> StarResult:
                 f"iter {i}: rationalizing",
                 task.uses_chat,
             )
-            rationalized, _ = filter_rationales(task, failed, texts, hinted=True, faithful=faithful)
+            rationalized, _ = filter_rationales(task, failed, texts, hinted=True, **rule)
         kept, rationalized = _gather(kept, world), _gather(rationalized, world)
         stats = iteration_stats(len(problems), len(kept), len(rationalized))
         stats["kept_by_difficulty"] = _count_by_difficulty([ex for ex, _ in kept + rationalized])
         stats.update(faithful_counts(task, kept, rationalized))
+        stats["unworked_correct"] = sum(not r.strip() for _, r in kept)
+        stats["unworked_rationalized"] = sum(not r.strip() for _, r in rationalized)
         stats["seconds_sampling"] = _since(t0)["seconds"]
         say(
             f"[star] iteration {i}: {stats['correct']}/{stats['tried']} correct, {stats['rationalized']} "

@@ -220,7 +220,7 @@ def test_iteration_stats_golden():
         ({"temperature": -1.0}, "temperature must be >= 0"),
         ({"iterations": 0}, "iterations must be >= 1"),
         ({"primer_hints": 1.0}, "primer_hints is a share in [0, 1)"),
-        ({"keep": "steps"}, "keep must be 'answer' or 'faithful'"),
+        ({"keep": "steps"}, "keep must be 'answer', 'worked' or 'faithful'"),
         (
             {
                 "keep": "faithful",
@@ -502,3 +502,21 @@ def test_plain_prompts_sample_without_the_chat_template_and_train_on_strings(fak
 def test_lr_schedule_is_checked():
     with pytest.raises(ConfigError, match="lr_schedule"):
         star.validate(smoke(lr_schedule="cosine"))
+
+
+def test_the_worked_filter_drops_a_bare_answer_and_the_result_counts_them(fake, registry):
+    task = Arithmetic()
+    ex = task.make(47, 85)
+    bare, wrong_steps = "Answer: 132", "4+8=13, write 3.\nAnswer: 132"
+    assert filter_rationales(task, [ex], [[bare, wrong_steps]])[0] == [(ex, "")]  # the paper's keeps it
+    assert filter_rationales(task, [ex], [[bare, wrong_steps]], worked=True)[0] == [(ex, "4+8=13, write 3.")]
+    assert filter_rationales(task, [ex], [[bare]], worked=True) == ([], [ex])
+    result = run_star(smoke(iterations=1, name="work"), registry)
+    it1 = result.iterations[1]
+    assert it1["correct"] > 0 and it1["unworked_correct"] == 0  # the fake sampler always shows some work
+    work = result.work_frame()
+    assert list(work.columns) == [
+        "iteration", "difficulty", "n", "accuracy", "shows_work", "correct_with_work"
+    ]  # fmt: skip
+    assert (work["correct_with_work"] <= work["accuracy"]).all() and work["shows_work"].between(0, 1).all()
+    assert sorted(work["iteration"].unique()) == [0, 1]
