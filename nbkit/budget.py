@@ -39,9 +39,10 @@ import json
 import math
 import random
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from nbkit.config import opt, with_profile
 from nbkit.errors import ConfigError
 
 DIRECT = ""  # rationale that makes Task.target give just the answer line
@@ -51,66 +52,63 @@ class BudgetError(ConfigError):
     """A budget sweep that cannot work; the message says what to change."""
 
 
-def _opt(default, help: str):
-    """A config field with its --help text (lists get a factory, as dataclasses require)."""
-    if isinstance(default, list):
-        return field(default_factory=lambda: list(default), metadata={"help": help})
-    return field(default=default, metadata={"help": help})
-
-
 @dataclass
 class BudgetConfig:
-    model: str = _opt("smollm2-135m", "model short name, hub id or checkpoint")
-    task: str = _opt("arithmetic", "arithmetic | gsm8k")
-    digits: list[int] = _opt([2], "arithmetic: digit counts of the operands")
-    source: str = _opt(
+    model: str = opt("smollm2-135m", "model short name, hub id or checkpoint")
+    task: str = opt("arithmetic", "arithmetic | gsm8k")
+    digits: list[int] = opt([2], "arithmetic: digit counts of the operands")
+    source: str = opt(
         "gsm8k_sample.jsonl", "gsm8k: a jsonl file, a file in nbkit/tasks/fixtures, or a hub name"
     )
-    rationale: bool = _opt(False, "targets with the task's worked rationale (else just the answer line)")
-    budgets: list[float] = _opt([32, 128], "total budgets B, in cost units")
-    fractions: list[float] = _opt([0.0, 0.125, 0.5, 1.0], "SFT shares f of each budget")
-    sft_cost: float = _opt(1.0, "cost of one SFT example (the paper counts examples: 1)")
-    pair_cost: float = _opt(1.0, "cost of one preference pair (the paper: 1)")
-    pool: int = _opt(128, "training problems drawn for each of the SFT and the preference pools")
-    pairs: str = _opt("", "a jsonl file of prompt/chosen/rejected pairs; empty: draw them on-policy")
-    rejected_k: int = _opt(2, "samples per prompt when drawing rejected answers")
-    temperature: float = _opt(1.0, "sampling temperature for the rejected answers")
-    max_new_tokens: int = _opt(12, "tokens per sampled or evaluated answer")
-    sft_epochs: float = _opt(2.0, "epochs over the SFT share")
-    sft_lr: float = _opt(5e-5, "SFT learning rate")
-    dpo_epochs: float = _opt(1.0, "epochs over the preference pairs")
-    dpo_lr: float = _opt(5e-6, "DPO learning rate")
-    beta: float = _opt(0.1, "DPO beta (the paper's and TRL's default)")
-    dpo_lora: bool = _opt(False, "DPO with a LoRA adapter (reference = adapter off) instead of a full copy")
-    batch_size: int = _opt(8, "training batch size (per device)")
-    eval_n: int = _opt(64, "test problems per evaluation (greedy)")
-    eval_batch_size: int = _opt(64, "prompts per generation batch")
-    max_length: int = _opt(256, "training sequence length cap (tokens)")
-    seed: int = _opt(0, "seed for the pools, the sampling and the training")
-    prefix: str = _opt("cpu", "run-name prefix (the profile name)")
+    rationale: bool = opt(False, "targets with the task's worked rationale (else just the answer line)")
+    budgets: list[float] = opt([32, 128], "total budgets B, in cost units")
+    fractions: list[float] = opt([0.0, 0.125, 0.5, 1.0], "SFT shares f of each budget")
+    sft_cost: float = opt(1.0, "cost of one SFT example (the paper counts examples: 1)")
+    pair_cost: float = opt(1.0, "cost of one preference pair (the paper: 1)")
+    pool: int = opt(128, "training problems drawn for each of the SFT and the preference pools")
+    pairs: str = opt("", "a jsonl file of prompt/chosen/rejected pairs; empty: draw them on-policy")
+    rejected_k: int = opt(2, "samples per prompt when drawing rejected answers")
+    temperature: float = opt(1.0, "sampling temperature for the rejected answers")
+    max_new_tokens: int = opt(12, "tokens per sampled or evaluated answer")
+    sft_epochs: float = opt(2.0, "epochs over the SFT share")
+    sft_lr: float = opt(5e-5, "SFT learning rate")
+    dpo_epochs: float = opt(1.0, "epochs over the preference pairs")
+    dpo_lr: float = opt(5e-6, "DPO learning rate")
+    beta: float = opt(0.1, "DPO beta (the paper's and TRL's default)")
+    dpo_lora: bool = opt(False, "DPO with a LoRA adapter (reference = adapter off) instead of a full copy")
+    batch_size: int = opt(8, "training batch size (per device)")
+    eval_n: int = opt(64, "test problems per evaluation (greedy)")
+    eval_batch_size: int = opt(64, "prompts per generation batch")
+    max_length: int = opt(256, "training sequence length cap (tokens)")
+    seed: int = opt(0, "seed for the pools, the sampling and the training")
+    profile: str = opt(
+        "cpu", "smoke | cpu | gpu: the row of PROFILES applied; it also prefixes the run names"
+    )
 
     @classmethod
-    def for_profile(cls, name: str) -> BudgetConfig:
-        """smoke: tiny model, seconds. cpu: SmolLM2-135M on 2-digit addition, minutes. gpu: GSM8K, Qwen 0.5B."""
-        # fmt: off
-        profiles = {
-            "smoke": dict(model="tiny", budgets=[4, 8], fractions=[0.0, 0.5, 1.0], pool=8, max_new_tokens=4,
-                          batch_size=8, sft_epochs=1.0, eval_n=4, max_length=64),
-            "cpu": {},
-            "gpu": dict(model="qwen2.5-0.5b", task="gsm8k", source="openai/gsm8k", rationale=True,
-                        budgets=[256, 1024], fractions=[0.0, 0.1, 0.25, 0.5, 1.0], pool=1024, rejected_k=4,
-                        max_new_tokens=256, sft_lr=1e-5, dpo_lr=5e-7, batch_size=16, eval_n=500, max_length=768),
-        }
-        # fmt: on
-        if name not in profiles:
-            raise ConfigError(f"unknown profile {name!r} for BudgetConfig; choose smoke, cpu or gpu")
-        return cls(**profiles[name], prefix=name)
+    def for_profile(cls, profile: str, /, **overrides) -> BudgetConfig:
+        """The config of `profile` (a row of PROFILES), then `overrides`, e.g. for_profile("smoke", steps=1)."""
+        return with_profile(cls, PROFILES, profile, **overrides)
 
     def sweep_id(self) -> str:
         """Six hex digits naming everything that shapes a cell except the grid, so that changing a setting
         never reuses stale runs while adding a budget or a fraction reuses every finished cell."""
-        keep = {k: v for k, v in asdict(self).items() if k not in {"budgets", "fractions", "prefix"}}
+        keep = {k: v for k, v in asdict(self).items() if k not in {"budgets", "fractions", "profile"}}
         return hashlib.sha256(json.dumps(keep, sort_keys=True).encode()).hexdigest()[:6]
+
+
+# Each profile is a row of overrides of BudgetConfig's defaults (which are the cpu profile's).
+# smoke: tiny model, seconds. cpu: SmolLM2-135M on 2-digit addition, minutes. gpu: GSM8K, Qwen 0.5B.
+# fmt: off
+PROFILES = {
+    "smoke": dict(model="tiny", budgets=[4, 8], fractions=[0.0, 0.5, 1.0], pool=8, max_new_tokens=4, batch_size=8,
+                  sft_epochs=1.0, eval_n=4, max_length=64),
+    "cpu": {},
+    "gpu": dict(model="qwen2.5-0.5b", task="gsm8k", source="openai/gsm8k", rationale=True, budgets=[256, 1024],
+                fractions=[0.0, 0.1, 0.25, 0.5, 1.0], pool=1024, rejected_k=4, max_new_tokens=256, sft_lr=1e-5,
+                dpo_lr=5e-7, batch_size=16, eval_n=500, max_length=768),
+}
+# fmt: on
 
 
 # ------------------------------------------------------------------------------------------------ cost model
@@ -375,10 +373,10 @@ def check_grid(cells: list[Cell], cfg: BudgetConfig) -> None:
 def run_names(cfg: BudgetConfig, cell: Cell) -> dict:
     """Registry names for one cell. Names say what a run holds, so equal contents share one run.
 
-    Example (prefix cpu, sweep id 1a2b3c, n_sft 4, n_pairs 28): base "cpu-budget-1a2b3c-base", sft
+    Example (profile cpu, sweep id 1a2b3c, n_sft 4, n_pairs 28): base "cpu-budget-1a2b3c-base", sft
     "cpu-budget-1a2b3c-sft4", dpo "cpu-budget-1a2b3c-sft4-dpo28", final = the dpo run.
     """
-    stem = f"{cfg.prefix}-budget-{cfg.sweep_id()}"
+    stem = f"{cfg.profile}-budget-{cfg.sweep_id()}"
     names = {"base": f"{stem}-base", "pairs": f"{stem}-pairs"}
     names["sft"] = f"{stem}-sft{cell.n_sft}" if cell.n_sft else None
     start = names["sft"] or names["base"]
@@ -811,29 +809,24 @@ def plot_lines(table, ax=None, title: str = "", base_accuracy: float | None = No
 
 
 def cli(argv: list[str]) -> int:
-    """`nbkit budget --config FILE [--root DIR] [--out results.csv]`: the sweep as a script."""
+    """`nbkit budget [--config FILE] [--profile P] [--runs DIR] [--out results.csv] [--KEY VALUE ...]`."""
     from nbkit import dist
-    from nbkit.config import describe, load_config
+    from nbkit.config import parse_cli, parser
     from nbkit.runs import Registry
 
-    p = argparse.ArgumentParser(
-        prog="nbkit budget",
-        description="Sweep SFT fraction x budget (SFT -> DPO -> eval per cell); finished cells are reused.",
-        epilog="config keys (YAML; `profile: smoke|cpu|gpu` picks defaults):\n" + describe(BudgetConfig),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument("--config", required=True, help="YAML/JSON file with BudgetConfig keys")
-    p.add_argument("--root", default=None, help="registry folder (default ./runs or $NBKIT_RUNS)")
+    about = "Sweep SFT fraction x budget (SFT -> DPO -> eval per cell); finished cells are reused."
+    p = parser(BudgetConfig, "nbkit budget", about)
+    p.add_argument("--root", dest="runs", help=argparse.SUPPRESS)  # the old name of --runs (deprecated)
     p.add_argument("--out", default=None, help="also write the results table to this CSV file")
-    args = p.parse_args(argv[1:])
-    cfg = load_config(args.config, BudgetConfig)
-    table = sweep(cfg, Registry(args.root))
+    cfg, args = parse_cli(BudgetConfig, PROFILES, argv[1:], p)
+    reg = Registry(args.runs)
+    table = sweep(cfg, reg)
     if dist.is_main():
         print(table.drop(columns=["sft_run", "dpo_run"]).to_string(index=False))
         print(
             f"base model accuracy: {table.attrs['base_accuracy']}; sweep took {table.attrs['seconds']:.0f} s"
         )
-        for c in claims(table, problem_scores(Registry(args.root), table)):
+        for c in claims(table, problem_scores(reg, table)):
             print(c)
         if args.out:
             table.to_csv(args.out, index=False)

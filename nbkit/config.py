@@ -1,21 +1,39 @@
-"""Read an experiment config file (YAML or JSON) into one of the experiment dataclasses.
+"""Experiment configs: one dataclass per experiment, profiles as a table of overrides, one command line.
 
-    cfg = load_config("star.yaml", StarConfig)     # keys are the dataclass's fields; `profile:` picks defaults
+    @dataclass
+    class RftConfig:
+        steps: int = opt(30, "RFT optimizer steps")        # the help text is the --help text
+    PROFILES = {"smoke": {"model": "tiny", "steps": 2}, "cpu": {}, "gpu": {...}}
 
-A file may set `profile: cpu|smoke|gpu`; the dataclass's `for_profile(name)` gives the defaults and the file's
-other keys override them. Unknown keys fail at once with the list of valid ones.
+    cfg = with_profile(RftConfig, PROFILES, "smoke", steps=3)        # in a notebook
+    cfg, extra = parse_cli(RftConfig, PROFILES, argv, prog="nbkit rft")  # `nbkit rft --config F --steps 3`
+    cfg = load_config("star.yaml", StarConfig)   # a file alone; `profile:` picks the class's for_profile defaults
+
+On the command line (transformers' HfArgumentParser, as TRL's scripts use it) a value comes from, last wins: the
+dataclass default, the profile's row (`--profile`, else the file's `profile:`), the `--config` YAML/JSON file, then
+`--key value` flags. Unknown keys fail at once with the list of valid ones.
 """
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
+from dataclasses import field
 from pathlib import Path
 
 from nbkit.errors import ConfigError
 
 
-def load_config(path: str | Path, cls):
+def opt(default, help: str):
+    """A config field with its --help text (lists get a factory, as dataclasses require)."""
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata={"help": help})
+    return field(default=default, metadata={"help": help})
+
+
+def read_file(path: str | Path) -> dict:
+    """The mapping in a YAML or JSON config file; one-line ConfigError if it is missing or malformed."""
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"config file {path} does not exist")
@@ -31,18 +49,38 @@ def load_config(path: str | Path, cls):
         raise ConfigError(f"could not parse {path}: {e}") from e
     if not isinstance(data, dict):
         raise ConfigError(f"{path} must hold a mapping of field: value")
-    return from_dict(data, cls, source=str(path))
+    return data
 
 
-def from_dict(data: dict, cls, source: str = "config"):
-    data = dict(data)
+def check_keys(data: dict, cls, source: str = "config") -> None:
     fields = {f.name for f in dataclasses.fields(cls)}
-    profile = data.pop("profile", None)
-    unknown = sorted(set(data) - fields)
+    unknown = sorted(set(data) - fields - {"profile"})
     if unknown:
         raise ConfigError(
             f"{source}: unknown key(s) {unknown} for {cls.__name__}; valid keys: {sorted(fields)}"
         )
+
+
+def profile_row(profiles: dict, name: str, cls) -> dict:
+    """The overrides of profile `name`, e.g. profile_row(PROFILES, "smoke", RftConfig) -> {"model": "tiny", ...}."""
+    if name not in profiles:
+        raise ConfigError(f"unknown profile {name!r} for {cls.__name__}; choose {', '.join(profiles)}")
+    return profiles[name]
+
+
+def with_profile(cls, profiles: dict, name: str, /, **overrides):
+    """cls built from profile `name`'s row of overrides, then `overrides`; its `profile` field says which."""
+    return cls(**{**profile_row(profiles, name, cls), "profile": name, **overrides})
+
+
+def load_config(path: str | Path, cls):
+    return from_dict(read_file(path), cls, source=str(path))
+
+
+def from_dict(data: dict, cls, source: str = "config"):
+    data = dict(data)
+    check_keys(data, cls, source)
+    profile = data.pop("profile", None)
     base = cls.for_profile(profile) if profile is not None and hasattr(cls, "for_profile") else cls()
     return dataclasses.replace(base, **data)
 
@@ -54,3 +92,44 @@ def describe(cls) -> str:
         default = f.default if f.default is not dataclasses.MISSING else "(factory)"
         lines.append(f"  {f.name} = {default!r}: {f.metadata.get('help', '')}")
     return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------- the command line
+
+
+def parser(cls, prog: str, description: str = ""):
+    """An HfArgumentParser for `cls` (one --flag per field, its help from the field) plus --config and --runs.
+    Add an experiment's own flags to it, then hand it to `parse_cli`."""
+    from transformers import HfArgumentParser
+
+    p = HfArgumentParser(
+        cls, prog=prog, description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
+    p.add_argument(
+        "--config",
+        help=f"YAML/JSON file of {cls.__name__} keys (`profile:` picks the profile); flags override it",
+    )
+    p.add_argument(
+        "--runs", default=None, help="registry folder (default: $NBKIT_RUNS, else the project's runs/)"
+    )
+    return p
+
+
+def parse_cli(cls, profiles: dict, argv: list[str], p=None, prog: str = "nbkit", description: str = ""):
+    """(config, namespace of the other flags) from argv: defaults < profile row < --config file < --key value.
+
+    Example: ["--profile", "smoke", "--steps", "3"] -> (RftConfig(model="tiny", ..., steps=3), Namespace(...)).
+    """
+    p = p or parser(cls, prog, description)
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--config")
+    pre.add_argument("--profile")
+    known, _ = pre.parse_known_args(argv)
+    data = read_file(known.config) if known.config else {}
+    check_keys(data, cls, known.config or "config")
+    default = next(f.default for f in dataclasses.fields(cls) if f.name == "profile")
+    profile = known.profile or data.get("profile") or default
+    row = profile_row(profiles, profile, cls) if profile else {}
+    p.set_defaults(**{**row, **data, "profile": profile})
+    cfg, extra = p.parse_args_into_dataclasses(argv, look_for_args_file=False)
+    return cfg, extra

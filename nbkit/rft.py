@@ -27,7 +27,6 @@ group-normalized advantages instead of PPO with a value baseline; gradient norms
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import random
 import re
@@ -39,6 +38,7 @@ import torch
 from transformers import TrainerCallback
 from trl import GRPOTrainer
 
+from nbkit.config import with_profile
 from nbkit.diagnostics import ProbeCallback, checked_reward, group_reward_stats, prompt_text, zero_spread
 from nbkit.errors import ConfigError, NbkitError
 
@@ -99,6 +99,10 @@ class RftConfig:
     )
     save_model: bool = field(default=True, metadata={"help": "save the RFT checkpoint in the registry"})
     seed: int = field(default=0, metadata={"help": "seed for data, sampling and training"})
+    profile: str | None = field(
+        default=None,
+        metadata={"help": "smoke | cpu | gpu: the row of PROFILES applied (None: these defaults)"},
+    )
 
     def __post_init__(self):
         self.digits = [int(d) for d in self.digits]
@@ -139,32 +143,30 @@ class RftConfig:
             raise ConfigError(f"name={self.name!r}: use letters, digits, '-', '_', '.'")
 
     @classmethod
-    def for_profile(cls, name: str) -> RftConfig:
-        """smoke: tiny model, 2 steps (seconds). cpu: SmolLM2-135M on 1-2 digit sums (minutes). gpu: Qwen2.5-0.5B."""
-        if name == "smoke":
-            return cls(
-                model="tiny", n_train=16, n_probe=4, steps=2, batch_size=8, group_size=4, lr=1e-4,
-                max_completion_length=6, probe_k=4, grad_prompts=2, warmstart_steps=2,
-                max_resample=1,
-            )  # fmt: skip
-        if name == "cpu":
-            # Measured (benchmarks/rft_warmstart_gain.py; table in the 02 notebook): the SmolLM2-135M base answers
-            # 1-2 digit sums in 6 tokens almost never (probe reward 0.04, 88% of prompts all wrong); one SFT step
-            # (8 examples) gives spread, after which GRPO raises the held-out reward. Groups of 4, not 8: with 8
-            # samples the base finds a right answer on enough 1-digit prompts to learn almost as fast unaided.
-            # 20 steps: in 30-step runs the warm-started probe reward was 0.13 -> 0.63 by step 20 and 0.63 at 30, and
-            # RFT alone 0.04 -> 0.13 at both. 32 probe prompts x 8 samples every 10 steps feed the signal map.
-            return cls(
-                system="You are a helpful assistant.", max_completion_length=6, steps=20, batch_size=32,
+    def for_profile(cls, profile: str, /, **overrides) -> RftConfig:
+        """The config of `profile` (a row of PROFILES), then `overrides`, e.g. for_profile("smoke", steps=1)."""
+        return with_profile(cls, PROFILES, profile, **overrides)
+
+
+# Each profile is a row of overrides of RftConfig's defaults.
+# smoke: tiny model, 2 steps (seconds). cpu: SmolLM2-135M on 1-2 digit sums (minutes). gpu: Qwen2.5-0.5B.
+# cpu, measured (benchmarks/rft_warmstart_gain.py; table in the 02 notebook): the SmolLM2-135M base answers 1-2 digit
+# sums in 6 tokens almost never (probe reward 0.04, 88% of prompts all wrong); one SFT step (8 examples) gives
+# spread, after which GRPO raises the held-out reward. Groups of 4, not 8: with 8 samples the base finds a right
+# answer on enough 1-digit prompts to learn almost as fast unaided. 20 steps: in 30-step runs the warm-started probe
+# reward was 0.13 -> 0.63 by step 20 and 0.63 at 30, and RFT alone 0.04 -> 0.13 at both. 32 probe prompts x 8 samples
+# every 10 steps feed the signal map.
+# fmt: off
+PROFILES = {
+    "smoke": dict(model="tiny", n_train=16, n_probe=4, steps=2, batch_size=8, group_size=4, lr=1e-4,
+                  max_completion_length=6, probe_k=4, grad_prompts=2, warmstart_steps=2, max_resample=1),
+    "cpu": dict(system="You are a helpful assistant.", max_completion_length=6, steps=20, batch_size=32,
                 group_size=4, n_probe=32, probe_k=8, probe_every=10, grad_prompts=16, max_resample=2,
-                warmstart_steps=1,
-            )  # fmt: skip
-        if name == "gpu":
-            return cls(
-                model="qwen2.5-0.5b", digits=[2, 3], n_train=2000, n_probe=64, steps=200, batch_size=64,
-                group_size=8, lr=1e-5, max_completion_length=16, probe_every=25, grad_prompts=32,
-            )  # fmt: skip
-        raise ConfigError(f"unknown profile {name!r}; choose smoke, cpu or gpu")
+                warmstart_steps=1),
+    "gpu": dict(model="qwen2.5-0.5b", digits=[2, 3], n_train=2000, n_probe=64, steps=200, batch_size=64,
+                group_size=8, lr=1e-5, max_completion_length=16, probe_every=25, grad_prompts=32),
+}
+# fmt: on
 
 
 # ------------------------------------------------------------------------------------------------ the trainer
@@ -474,26 +476,13 @@ def summarize(trainer, probe_cb, seconds: float, cfg: RftConfig) -> dict:
 
 
 def cli(argv: list[str]) -> int:
-    """`nbkit rft --config FILE [--runs DIR] [--name NAME]` (argv[0] is "rft")."""
+    """`nbkit rft [--config FILE] [--profile P] [--runs DIR] [--KEY VALUE ...]` (argv[0] is "rft")."""
     from nbkit import dist
-    from nbkit.config import describe, load_config
+    from nbkit.config import parse_cli
     from nbkit.runs import Registry
 
-    p = argparse.ArgumentParser(
-        prog="nbkit rft",
-        description="GRPO with per-prompt reward-variance diagnostics (see nbkit/rft.py). Config keys:\n"
-        + describe(RftConfig),
-        formatter_class=argparse.RawTextHelpFormatter,
-    )
-    p.add_argument(
-        "--config", required=True, help="YAML/JSON file with RftConfig keys (and optionally profile:)"
-    )
-    p.add_argument("--runs", default=None, help="registry folder (default ./runs or $NBKIT_RUNS)")
-    p.add_argument("--name", default=None, help="override the config's run name")
-    args = p.parse_args(argv[1:])
-    cfg = load_config(args.config, RftConfig)
-    if args.name:
-        cfg = dataclasses.replace(cfg, name=args.name)
+    about = "GRPO with per-prompt reward-variance diagnostics (nbkit/rft.py); an existing run is reused."
+    cfg, args = parse_cli(RftConfig, PROFILES, argv[1:], prog="nbkit rft", description=about)
     run = run_rft(cfg, Registry(args.runs))
     if dist.is_main():
         print(f"run {run.name} ({run.path}):")

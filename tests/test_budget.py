@@ -3,6 +3,7 @@ paper-claim checks, and a real sweep on the tiny model (lineage, cache, resume a
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pandas as pd
@@ -103,12 +104,12 @@ def _smoke(**kw) -> BudgetConfig:
 
 def test_profiles_and_sweep_id():
     smoke, cpu = BudgetConfig.for_profile("smoke"), BudgetConfig.for_profile("cpu")
-    assert (smoke.model, smoke.prefix, cpu.model, cpu.prefix) == ("tiny", "smoke", "smollm2-135m", "cpu")
+    assert (smoke.model, smoke.profile, cpu.model, cpu.profile) == ("tiny", "smoke", "smollm2-135m", "cpu")
     assert len(cpu.fractions) >= 3 and {0.0, 1.0} <= set(cpu.fractions) and len(cpu.budgets) == 2
     with pytest.raises(ConfigError, match="unknown profile"):
         BudgetConfig.for_profile("tpu")
-    # the grid and the prefix do not change the id (cells are reused); a hyperparameter does
-    assert _smoke(budgets=[4], prefix="x").sweep_id() == smoke.sweep_id()
+    # the grid and the profile's name do not change the id (cells are reused); a hyperparameter does
+    assert dataclasses.replace(_smoke(budgets=[4]), profile="x").sweep_id() == smoke.sweep_id()
     assert _smoke(dpo_lr=1e-3).sweep_id() != smoke.sweep_id()
 
 
@@ -364,7 +365,7 @@ def test_cli_runs_a_gsm8k_sweep_from_a_config_file(tmp_path, monkeypatch, capsys
         "pool: 2\neval_n: 2\nmax_new_tokens: 2\nmax_length: 160\n"
     )
     out = tmp_path / "table.csv"
-    assert main(["budget", "--config", str(cfg), "--root", str(tmp_path / "runs"), "--out", str(out)]) == 0
+    assert main(["budget", "--config", str(cfg), "--runs", str(tmp_path / "runs"), "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "base model accuracy" in printed
     assert "at B = 2, SFT only (acc" in printed and "95% CI" in printed  # claims print with their intervals

@@ -32,3 +32,43 @@ def test_runs_list_show(registry, capsys, monkeypatch):
     assert '"lineage": [\n  "base"\n ]' in capsys.readouterr().out
     assert main(["runs", "show", "ghost", "--root", str(registry.root)]) == 2
     assert "no run named 'ghost'" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------ experiment flags (HfArgumentParser)
+
+
+def test_experiment_flags_override_the_file_which_overrides_the_profile(tmp_path):
+    from nbkit import budget, rft
+    from nbkit.config import parse_cli
+
+    f = tmp_path / "c.yaml"
+    f.write_text("profile: smoke\nsteps: 3\nlr: 1e-3\nname: from-file\n")  # YAML reads 1e-3 as a string
+    cfg, extra = parse_cli(rft.RftConfig, rft.PROFILES, ["--config", str(f), "--steps", "4", "--runs", "R"])
+    assert (cfg.profile, cfg.model, cfg.steps, cfg.lr, cfg.name) == ("smoke", "tiny", 4, 1e-3, "from-file")
+    assert extra.runs == "R"
+    cfg, _ = parse_cli(
+        rft.RftConfig, rft.PROFILES, ["--config", str(f), "--profile", "cpu", "--digits", "2", "3"]
+    )
+    assert (cfg.profile, cfg.model, cfg.steps, cfg.digits) == ("cpu", "smollm2-135m", 3, [2, 3])
+    assert parse_cli(rft.RftConfig, rft.PROFILES, [])[0] == rft.RftConfig()  # no profile: the defaults
+    cfg, _ = parse_cli(budget.BudgetConfig, budget.PROFILES, ["--profile", "smoke", "--fractions", "0", "1"])
+    assert cfg == budget.BudgetConfig.for_profile("smoke", fractions=[0.0, 1.0])
+
+
+def test_experiment_help_comes_from_the_fields(capsys):
+    for name, text in [("rft", "completions sampled per prompt"), ("budget", "SFT shares f of each budget")]:
+        try:
+            main([name, "--help"])
+        except SystemExit as e:
+            assert e.code == 0
+        out = capsys.readouterr().out
+        assert text in out and "--config" in out and "--runs" in out and "--profile" in out
+
+
+def test_budget_root_is_an_alias_of_runs():
+    from nbkit.budget import PROFILES, BudgetConfig
+    from nbkit.config import parse_cli, parser
+
+    p = parser(BudgetConfig, "nbkit budget")
+    p.add_argument("--root", dest="runs")
+    assert parse_cli(BudgetConfig, PROFILES, ["--root", "old"], p)[1].runs == "old"
