@@ -27,7 +27,8 @@ CONFIGS = __import__("pathlib").Path(__file__).resolve().parent.parent / "config
 
 
 def smoke(**kw) -> StarConfig:
-    return dataclasses.replace(StarConfig.for_profile("smoke"), **kw)
+    """The smoke profile with chat prompts (what most tests read); plain prompts are tested on their own."""
+    return dataclasses.replace(StarConfig.for_profile("smoke"), **{"task_args": {"digits": [1, 2, 3]}, **kw})
 
 
 def _h(text: str) -> int:
