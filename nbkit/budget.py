@@ -386,7 +386,8 @@ def run_names(cfg: BudgetConfig, cell: Cell) -> dict:
 
 
 def _ensure(reg, name: str, kind: str, config: dict, parent: str | None, build, everyone: bool = True):
-    """The run `name` from the registry (the cache), or built now by build(writer) and committed by rank 0.
+    """The run `name` from the registry (the cache; refused if made with another config), or built now by
+    build(writer) and committed by rank 0.
 
     everyone: every rank runs `build` (training: the trainer's collectives need them all; ranks other than 0 get a
     writer that writes nothing); else rank 0 builds alone and the others wait for it (drawing the pairs).
@@ -400,7 +401,7 @@ def _ensure(reg, name: str, kind: str, config: dict, parent: str | None, build, 
         elif everyone:
             build(dist.NullRun())
         dist.barrier()  # rank 0 has committed the run
-    return reg.get(name)
+    return reg.reuse(name, config, ignore={"budgets", "fractions", "profile"})  # the grid may grow
 
 
 def _load(source: str):

@@ -399,7 +399,7 @@ def run_rft(cfg: RftConfig, registry=None, progress: bool = True):
 
     reg = registry or Registry()
     if dist.broadcast(reg.exists(cfg.name)):
-        return reg.get(cfg.name)
+        return reg.reuse(cfg.name, dataclasses.asdict(cfg))  # refused if made with another config
     main = dist.is_main()
     task = make_task(cfg)
     train = task.train(cfg.n_train)
@@ -409,13 +409,13 @@ def run_rft(cfg: RftConfig, registry=None, progress: bool = True):
 
     if cfg.warmstart_fraction > 0:
         ws_name = f"{cfg.name}-warmstart"
+        records = warmstart_records(task, train, cfg)
+        share = len(records) / len(train)
+        ws_cfg = {"base_model": cfg.model, "examples": len(records), "share": share,
+                  "steps": cfg.warmstart_steps, "lr": cfg.warmstart_lr}  # fmt: skip
         if dist.broadcast(reg.exists(ws_name)):  # finished earlier (e.g. the RFT was interrupted): reuse it
-            model, tok = reg.load(ws_name, dtype="float32")
+            model, tok = reg.load(reg.reuse(ws_name, ws_cfg).name, dtype="float32")
         else:
-            records = warmstart_records(task, train, cfg)
-            share = len(records) / len(train)
-            ws_cfg = {"base_model": cfg.model, "examples": len(records), "share": share,
-                      "steps": cfg.warmstart_steps, "lr": cfg.warmstart_lr}  # fmt: skip
             with reg.create(ws_name, "sft", ws_cfg, parent) if main else nullcontext() as ws_run:
                 start = time.perf_counter()
                 trainer = sft(model, tok, records, steps=cfg.warmstart_steps, lr=cfg.warmstart_lr,

@@ -401,6 +401,16 @@ def _read_record(path: Path) -> dict:
     return rec
 
 
+def config_diff(old: dict, new: dict, ignore=()) -> list[str]:
+    """The keys both configs hold whose values differ (compared as JSON, as the registry stores them), sorted.
+
+    Example: config_diff({"steps": 30, "lr": 1e-4}, {"steps": 20, "lr": 1e-4, "profile": "cpu"}) -> ["steps"]
+    (a key only one side has, e.g. a field added since, is not a difference).
+    """
+    new = json.loads(json.dumps(new, default=_json_default))
+    return sorted(k for k in old.keys() & new.keys() if k not in ignore and old[k] != new[k])
+
+
 class Registry:
     def __init__(self, root: str | os.PathLike | None = None, project: str = "nbkit"):
         if root:
@@ -443,6 +453,22 @@ class Registry:
 
             check(config["model"])
         return RunWriter(self, name, kind, dict(config or {}), parent, tracking, self.project)
+
+    def reuse(self, name: str, config: dict, ignore=()) -> Run | None:
+        """The finished run `name` if it was made with `config` (keys in `ignore` may differ), None if there is
+        none; a run of that name made with another config is refused, in one line that says what differs."""
+        if not self.exists(name):
+            return None
+        run = self.get(name)
+        diff = config_diff(run.config, config, ignore)
+        if diff:
+            new = json.loads(json.dumps(config, default=_json_default))
+            what = "; ".join(f"{k}: {run.config[k]!r} there, {new[k]!r} now" for k in diff)
+            raise RunError(
+                f"run {name!r} exists with a different config ({what}); give this run another name, or delete "
+                f"the old one (Registry.delete({name!r}))"
+            )
+        return run
 
     def get(self, name: str) -> Run:
         path = self.root / name

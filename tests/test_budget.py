@@ -28,7 +28,7 @@ from nbkit.budget import (
 )
 from nbkit.config import from_dict
 from nbkit.errors import ConfigError, NbkitError
-from nbkit.runs import Registry
+from nbkit.runs import Registry, RunError
 from nbkit.tasks import Arithmetic
 
 # ------------------------------------------------------------------------------------------------- cost model
@@ -328,6 +328,15 @@ def test_a_rerun_trains_nothing(swept, monkeypatch):
     monkeypatch.setattr("nbkit.train.sft", boom)
     again = Sweep(cfg, reg).run(progress=False)
     pd.testing.assert_frame_equal(again.drop(columns="train_s"), table.drop(columns="train_s"))
+
+
+def test_a_run_of_the_same_name_with_another_config_is_refused(tmp_path):
+    reg, cfg = Registry(tmp_path), _smoke(budgets=[4], fractions=[0.0])
+    sweep = Sweep(cfg, reg)
+    with reg.create(sweep.names["pairs"], "pairs", {**dataclasses.asdict(cfg), "rejected_k": 9}):
+        pass  # e.g. made by another version of nbkit
+    with pytest.raises(RunError, match=r"exists with a different config \(rejected_k: 9 there, 2 now\)"):
+        sweep.run(progress=False)
 
 
 def test_an_interrupted_sweep_resumes(tmp_path, monkeypatch):

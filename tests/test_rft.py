@@ -32,7 +32,7 @@ from nbkit.diagnostics import (
 )
 from nbkit.errors import ConfigError, NbkitError
 from nbkit.rft import RftConfig, make_trainer, run_rft, take_groups
-from nbkit.runs import Registry
+from nbkit.runs import Registry, RunError
 from nbkit.tasks import FIXTURES, Arithmetic
 
 # ------------------------------------------------------------------------------------------- golden values
@@ -467,11 +467,18 @@ def test_pipeline_with_warmstart_and_reuse(tmp_path):
     for key in ("probe_reward_start", "probe_zero_std_end", "seconds_per_step", "train_reward_last5"):
         assert key in run.summary
     assert run_rft(cfg, reg).created == run.created  # a finished run is reused, not retrained
+    with pytest.raises(RunError, match=r"run 'w' exists with a different config \(steps: 1 there, 2 now\)"):
+        run_rft(dataclasses.replace(cfg, steps=2), reg)  # never silently the old run
     train, probes, groups = run_tables(run)
     assert list(train.index) == [1] and "frac_reward_zero_std_all_wrong" in train
     assert list(probes.index) == [0, 1] and len(probes.iloc[0]["probe/prompt_std"]) == 2
     assert len(probes.iloc[0]["probe/grad_norm"]) == 1 and "probe/grad_norm" not in probes.iloc[1].dropna()
     assert len(groups.loc[1, "groups/prompt_std"]) == 2  # 8 completions = 2 prompts of 4
+    reg.delete("w")  # as if the RFT had been interrupted after its warm-start: that one is checked too
+    with pytest.raises(
+        RunError, match=r"run 'w-warmstart' exists with a different config \(examples: 4 there, 8"
+    ):
+        run_rft(dataclasses.replace(cfg, warmstart_fraction=0.5), reg)
 
 
 def test_cli_on_gsm8k_fixture(tmp_path, capsys):

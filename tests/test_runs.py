@@ -4,7 +4,7 @@ import sys
 
 import pytest
 
-from nbkit.runs import Registry, RunError, wandb_mode
+from nbkit.runs import Registry, RunError, config_diff, wandb_mode
 
 
 def test_create_log_commit_and_read_back(registry, tiny):
@@ -66,6 +66,21 @@ def test_killed_process_never_appears_half_registered(registry):
     proc = subprocess.run([sys.executable, "-c", code], env={**os.environ, "NBKIT_WANDB": "off"})
     assert proc.returncode == 9
     assert registry.names() == [] and not registry.exists("killed")
+
+
+def test_reuse_checks_the_config(registry):
+    assert config_diff({"steps": 30, "lr": 1e-4}, {"steps": 20, "lr": 1e-4, "profile": "cpu"}) == ["steps"]
+    assert config_diff({"digits": [1, 2]}, {"digits": (1, 2)}) == []  # compared as the registry stores them
+    assert registry.reuse("r", {"steps": 1}) is None  # nothing to reuse
+    with registry.create("r", kind="rft", config={"steps": 30, "lr": 1e-4, "grid": [1]}):
+        pass
+    assert registry.reuse("r", {"steps": 30, "lr": 1e-4, "grid": [1], "new_field": 1}).name == "r"
+    assert registry.reuse("r", {"steps": 30, "lr": 1e-4, "grid": [1, 2]}, ignore={"grid"}).name == "r"
+    with pytest.raises(RunError) as e:
+        registry.reuse("r", {"steps": 20, "lr": 1e-3, "grid": [1]})
+    msg = str(e.value)
+    assert "\n" not in msg and "run 'r' exists with a different config" in msg
+    assert "lr: 0.0001 there, 0.001 now; steps: 30 there, 20 now" in msg
 
 
 def test_delete(registry):
