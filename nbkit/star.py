@@ -425,12 +425,11 @@ class StarResult:
         import pandas as pd
 
         cols = ["iteration", "tried", "correct", "rationalized", "used_fraction", "steps", "accuracy"]
-        faithful = ["faithful_correct", "faithful_rationalized"]
-        if not any(k in s for s in self.iterations for k in faithful):
-            faithful = []
+        extra = ["faithful_correct", "faithful_rationalized", "unworked_correct", "unworked_rationalized"]
+        extra = [k for k in extra if any(k in s for s in self.iterations)]
         return pd.DataFrame(
             {
-                **{c: s.get(c) for c in cols + faithful},
+                **{c: s.get(c) for c in cols + extra},
                 **{f"acc_d{d}": a for d, a in s["by_difficulty"].items()},
                 "seconds": s.get("seconds"),
             }
