@@ -108,10 +108,48 @@ def _cut(tokens: list[int], eos_ids: set[int]) -> tuple[list[int], bool]:
     return tokens, False
 
 
-def _eos_ids(model, tokenizer) -> set[int]:
+def eos_ids(model, tokenizer) -> set[int]:
+    """Every token id that ends an answer: the model's generation config's EOS ids and the tokenizer's."""
     ids = model.generation_config.eos_token_id if model.generation_config is not None else None
     ids = ids if isinstance(ids, list) else [ids]
     return {i for i in ids + [tokenizer.eos_token_id] if i is not None}
+
+
+def generation_kwargs(
+    model,
+    tokenizer,
+    max_new_tokens: int,
+    temperature: float = 1.0,
+    top_p: float = 1.0,
+    top_k: int = 0,
+    stop: list[str] | None = None,
+) -> dict:
+    """The `model.generate` keyword arguments that batch sampling and the apps' streaming share: EOS ids, pad id,
+    sampling (temperature > 0; top_k=0: no top-k cut) or greedy decoding (temperature 0), and stop strings (empty
+    ones dropped). The caller adds its own (num_return_sequences, streamer, ...)."""
+    eos = sorted(eos_ids(model, tokenizer))
+    kw = dict(
+        max_new_tokens=int(max_new_tokens),
+        pad_token_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos[0],
+        eos_token_id=eos,
+    )
+    if temperature > 0:
+        kw.update(do_sample=True, temperature=float(temperature), top_p=float(top_p), top_k=int(top_k))
+    else:
+        kw.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+    stop = [s for s in (stop or []) if s]
+    if stop:
+        kw.update(stop_strings=stop, tokenizer=tokenizer)
+    return kw
+
+
+def cut_at_stop(text: str, stop: list[str] | None) -> tuple[str, bool]:
+    """`text` up to the first stop string, and whether one was found.
+
+    Example: cut_at_stop("4 Q: 5 + 6", [" Q:"]) -> ("4", True)
+    """
+    cut = min((text.find(s) for s in (stop or []) if s and s in text), default=-1)
+    return (text[:cut], True) if cut >= 0 else (text, False)
 
 
 @torch.inference_mode()
@@ -149,26 +187,13 @@ def sample(
     ids = encode_prompts(tokenizer, prompts, chat, system)
     check_fits(ids, max_new_tokens, context_length(model))
     threads.adapt()  # as many threads as cores free right now (a busy laptop stays usable)
-    eos = _eos_ids(model, tokenizer)
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else min(eos)
+    gen_kwargs = generation_kwargs(model, tokenizer, max_new_tokens, temperature, top_p, 0, stop)
+    gen_kwargs.update(num_return_sequences=k, return_dict_in_generate=True, output_logits=logprobs)
+    eos, pad_id = set(gen_kwargs["eos_token_id"]), gen_kwargs["pad_token_id"]
     device = next(model.parameters()).device
     per_batch = max(1, batch_size // k)
     order = sorted(range(len(ids)), key=lambda i: len(ids[i]))  # similar lengths share a batch: less padding
     results: dict[int, list[Completion]] = {}
-    gen_kwargs = dict(
-        max_new_tokens=max_new_tokens,
-        num_return_sequences=k,
-        pad_token_id=pad_id,
-        eos_token_id=sorted(eos),
-        return_dict_in_generate=True,
-        output_logits=logprobs,
-    )
-    if temperature > 0:
-        gen_kwargs.update(do_sample=True, temperature=temperature, top_p=top_p, top_k=0)
-    else:
-        gen_kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
-    if stop:
-        gen_kwargs.update(stop_strings=stop, tokenizer=tokenizer)
 
     start = time.perf_counter()
     n_done_tokens = 0
@@ -185,9 +210,8 @@ def sample(
         for r, tokens in enumerate(new):
             kept, finished = _cut(tokens, eos)
             text = tokenizer.decode(kept, skip_special_tokens=True)
-            if stop:
-                cut = min((text.find(s) for s in stop if s in text), default=-1)
-                finished, text = finished or cut >= 0, text[:cut] if cut >= 0 else text
+            text, stopped = cut_at_stop(text, stop)
+            finished = finished or stopped
             c = Completion(
                 rows[r // k],
                 text.strip(),

@@ -116,7 +116,7 @@ def stream_generate(
     """
     import torch
 
-    from nbkit.sampling import _eos_ids, context_length, encode_prompts
+    from nbkit.sampling import context_length, cut_at_stop, encode_prompts, generation_kwargs
 
     streamer_cls, event_stop = _streamer_class()
     msgs = fit_history(tok, messages, max_new_tokens, context_length(model), system)
@@ -125,26 +125,17 @@ def stream_generate(
     input_ids = torch.tensor([ids], device=device)
     closed = threading.Event()  # set when this stream ends; `stop_event` may be shared with other streams
     streamer = streamer_cls(tok, skip_prompt=True, skip_special_tokens=True, timeout=300)
-    eos = sorted(_eos_ids(model, tok))
-    kwargs = dict(
+    kwargs = generation_kwargs(model, tok, max_new_tokens, temperature, top_p, top_k, list(stop or []))
+    kwargs.update(
         input_ids=input_ids,
         attention_mask=torch.ones_like(input_ids),
-        max_new_tokens=int(max_new_tokens),
         min_new_tokens=int(min_new_tokens),
         streamer=streamer,
         stopping_criteria=[event_stop(stop_event, closed)],
-        pad_token_id=tok.pad_token_id if tok.pad_token_id is not None else eos[0],
-        eos_token_id=eos,
     )
-    if temperature > 0:
-        kwargs.update(do_sample=True, temperature=float(temperature), top_p=float(top_p), top_k=int(top_k))
-    else:
-        kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
     if repetition_penalty and float(repetition_penalty) != 1.0:
         kwargs["repetition_penalty"] = float(repetition_penalty)
-    stop = [s for s in (stop or []) if s]
-    if stop:
-        kwargs.update(stop_strings=list(stop), tokenizer=tok)
+    stop = kwargs.get("stop_strings", [])
     failure: list[BaseException] = []
 
     def run():
@@ -166,9 +157,7 @@ def stream_generate(
             if not piece:
                 continue
             text += piece
-            if stop:
-                cut = min((text.find(s) for s in stop if s in text), default=-1)
-                text = text[:cut] if cut >= 0 else text
+            text = cut_at_stop(text, stop)[0]
             if text and first is None:
                 first = time.perf_counter() - start
             now = time.perf_counter()

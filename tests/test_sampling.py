@@ -60,3 +60,17 @@ def test_plain_prompts_and_system(tiny):
     out = sample(model, tok, ["Once upon a time"], chat=False, max_new_tokens=3, progress=False)
     assert len(out.items) == 1
     assert to_messages("hi", system="S")[0] == {"role": "system", "content": "S"}
+
+
+def test_generation_kwargs_and_stop_strings_shared_with_streaming(tiny):
+    from nbkit.sampling import cut_at_stop, eos_ids, generation_kwargs
+
+    model, tok = tiny
+    greedy = generation_kwargs(model, tok, 8, temperature=0, stop=["", "\n"])
+    assert greedy["do_sample"] is False and greedy["top_k"] is None and greedy["max_new_tokens"] == 8
+    assert greedy["eos_token_id"] == sorted(eos_ids(model, tok)) and greedy["stop_strings"] == ["\n"]
+    hot = generation_kwargs(model, tok, 8, temperature=0.7, top_p=0.9, top_k=5)
+    assert (hot["do_sample"], hot["temperature"], hot["top_p"], hot["top_k"]) == (True, 0.7, 0.9, 5)
+    assert "stop_strings" not in hot and hot["pad_token_id"] == tok.pad_token_id
+    assert cut_at_stop("4 Q: 5 + 6 Q:", [" Q:", "+"]) == ("4", True)
+    assert cut_at_stop("4", ["", "Q:"]) == ("4", False) and cut_at_stop("4", None) == ("4", False)
