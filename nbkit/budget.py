@@ -44,6 +44,7 @@ from pathlib import Path
 
 from nbkit.config import opt, with_profile
 from nbkit.errors import ConfigError
+from nbkit.runs import read_jsonl, write_jsonl
 
 DIRECT = ""  # rationale that makes Task.target give just the answer line
 
@@ -247,7 +248,7 @@ def load_pairs(source: str | Path) -> list[dict]:
     path = Path(source).expanduser()
     if not path.exists():
         raise BudgetError(f"pairs file {path} does not exist")
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    rows = read_jsonl(path)
     for i, r in enumerate(rows):
         if missing := {"prompt", "chosen", "rejected"} - set(r):
             raise BudgetError(
@@ -457,8 +458,7 @@ class Sweep:
             run = _ensure(
                 self.reg, self.names["pairs"], "pairs", self.config, None, self._build_pairs, everyone=False
             )
-            text = (run.path / "pairs.jsonl").read_text()
-            self._pairs = [json.loads(line) for line in text.splitlines()]
+            self._pairs = read_jsonl(run.path / "pairs.jsonl")
             need = max(c.n_pairs for c in self.cells)
             if need > len(self._pairs):
                 raise BudgetError(
@@ -478,8 +478,7 @@ class Sweep:
                 cfg.seed, cfg.eval_batch_size,
             )  # fmt: skip
             rows = preference_pairs(self.task, self.pref_prompts, wrong, cfg.rationale)
-        with open(Path(writer.path) / "pairs.jsonl", "w") as f:
-            f.writelines(json.dumps(r) + "\n" for r in rows)
+        write_jsonl(Path(writer.path) / "pairs.jsonl", rows)
         writer.set_summary(n_pairs=len(rows), n_prompts=len({json.dumps(r["prompt"]) for r in rows}))
 
     def _evaluate(self, writer, model, tok, **summary) -> None:
@@ -494,8 +493,7 @@ class Sweep:
         if not dist.is_main():
             return
         res = accuracy_table(rows)
-        with open(Path(writer.path) / "eval.jsonl", "w") as f:
-            f.writelines(json.dumps(r) + "\n" for r in rows)
+        write_jsonl(Path(writer.path) / "eval.jsonl", rows)
         writer.log({"eval/accuracy": res["accuracy"]})
         writer.set_summary(
             accuracy=res["accuracy"],
@@ -620,7 +618,7 @@ def cell_row(reg, cfg: BudgetConfig, cell: Cell, names: dict) -> dict:
 def eval_rows(reg, name: str) -> list[dict]:
     """The evaluation a run stored: [{question, answer, completion, difficulty, correct}, ...]."""
     path = reg.get(name).path / "eval.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+    return read_jsonl(path) if path.exists() else []
 
 
 def side_by_side(reg, names: dict[str, str], n: int = 6):

@@ -13,6 +13,8 @@ def write_model_card(lineage: list[str], record: dict, ckpt: Path, metrics_file:
     ancestor down to the parent, e.g. ["base", "sft"]."""
     from huggingface_hub import ModelCard, ModelCardData
 
+    from nbkit.runs import hardware_label
+
     adapter = bool(record.get("adapter"))
     base = record.get("base_model", {}).get("peft") or ""
     hub_base = base if base.count("/") == 1 and not base.startswith((".", "/", "~")) else None
@@ -41,7 +43,7 @@ A `{record["kind"]}` run from nbkit (learning LLM post-training on a laptop): {w
 
 - Lineage (nbkit run registry): {lineage}
 - Base model, as nbkit names it: `{record.get("base_model", {}).get("name", record.get("config", {}).get("model", "-"))}`
-- Trained on: {record.get("hardware", {}).get("cpu", "?")}, torch {record.get("hardware", {}).get("torch", "?")}
+- Trained on: {hardware_label(record.get("hardware", {}))}, torch {record.get("hardware", {}).get("torch", "?")}
 
 Load it with plain transformers{" + peft" if adapter else ""}:
 

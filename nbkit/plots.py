@@ -4,18 +4,11 @@ from __future__ import annotations
 
 import matplotlib.pyplot as plt
 
-
-def hardware_label() -> str:
-    """Example: "CPU AMD EPYC, 2 threads" or "GPU NVIDIA H100 80GB HBM3"."""
-    from nbkit.runs import hardware
-
-    hw = hardware()
-    if "gpu" in hw:
-        return f"GPU {hw['gpu']}"
-    return f"CPU {hw['cpu']}, {hw['threads']} threads"
+from nbkit.runs import hardware_label
 
 
 def caption(profile: str) -> str:
+    """Every figure's second title line. Example: "profile: cpu | CPU AMD EPYC, 2 threads"."""
     return f"profile: {profile} | {hardware_label()}"
 
 

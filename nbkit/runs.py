@@ -130,6 +130,16 @@ def hardware() -> dict:
     return info
 
 
+def hardware_label(hw: dict | None = None) -> str:
+    """The one-line hardware caption of figures, notebooks and model cards, from `hardware()` (default: this
+    machine) or a run's recorded `run.hardware`. Example: "CPU AMD EPYC, 2 threads" or "GPU NVIDIA H100 80GB HBM3".
+    """
+    hw = hardware() if hw is None else hw
+    if "gpu" in hw:
+        return f"GPU {hw['gpu']}"
+    return f"CPU {hw.get('cpu', '?')}, {hw.get('threads', '?')} threads"
+
+
 def _json_default(o):
     if hasattr(o, "item"):
         return o.item()
@@ -140,6 +150,16 @@ def _json_default(o):
 
         return asdict(o)
     return str(o)
+
+
+def read_jsonl(path: str | os.PathLike) -> list[dict]:
+    """The rows of a JSON-lines file (blank lines skipped), e.g. a run's eval.jsonl."""
+    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+
+
+def write_jsonl(path: str | os.PathLike, rows) -> None:
+    """One JSON object per line (numpy/torch scalars, paths and dataclasses as the registry stores them)."""
+    Path(path).write_text("".join(json.dumps(r, default=_json_default) + "\n" for r in rows))
 
 
 def _atomic_write(path: Path, text: str) -> None:

@@ -4,7 +4,16 @@ import sys
 
 import pytest
 
-from nbkit.runs import Registry, RunError, config_diff, wandb_mode
+from nbkit.runs import (
+    Registry,
+    RunError,
+    config_diff,
+    hardware,
+    hardware_label,
+    read_jsonl,
+    wandb_mode,
+    write_jsonl,
+)
 
 
 def test_create_log_commit_and_read_back(registry, tiny):
@@ -81,6 +90,27 @@ def test_reuse_checks_the_config(registry):
     msg = str(e.value)
     assert "\n" not in msg and "run 'r' exists with a different config" in msg
     assert "lr: 0.0001 there, 0.001 now; steps: 30 there, 20 now" in msg
+
+
+def test_jsonl_round_trip(tmp_path):
+    import numpy as np
+
+    rows = [{"q": "1 + 2", "correct": True}, {"score": np.float32(0.5), "path": tmp_path}]
+    write_jsonl(tmp_path / "rows.jsonl", rows)
+    assert (tmp_path / "rows.jsonl").read_text().count("\n") == 2
+    (tmp_path / "rows.jsonl").write_text(
+        (tmp_path / "rows.jsonl").read_text() + "\n"
+    )  # a blank line is skipped
+    assert read_jsonl(tmp_path / "rows.jsonl") == [rows[0], {"score": 0.5, "path": str(tmp_path)}]
+
+
+def test_one_hardware_caption_for_figures_and_cards():
+    from nbkit.plots import caption
+
+    assert hardware_label({"cpu": "AMD EPYC", "threads": 2, "cores": 2}) == "CPU AMD EPYC, 2 threads"
+    assert hardware_label({"cpu": "Xeon", "threads": 16, "gpu": "NVIDIA H100"}) == "GPU NVIDIA H100"
+    assert hardware_label({}) == "CPU ?, ? threads"  # a run recorded before hardware was
+    assert caption("smoke") == f"profile: smoke | {hardware_label(hardware())}"
 
 
 def test_delete(registry):
