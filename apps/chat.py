@@ -11,7 +11,7 @@ import gradio as gr
 from nbkit.backend import Backend, label_message
 from nbkit.errors import NbkitError
 from nbkit.limits import RANGES
-from nbkit.serve import ui_warn
+from nbkit.ui import ui_warn
 
 
 def build(backend: Backend) -> gr.Blocks:

@@ -12,8 +12,8 @@ import gradio as gr
 
 from nbkit.backend import Backend
 from nbkit.limits import RANGES
-from nbkit.serve import ui_errors, ui_warn
 from nbkit.tasks import TASKS
+from nbkit.ui import ui_errors, ui_warn
 
 MAX_SIDE = 4
 VOTES = [("left", "A is better"), ("right", "B is better"), ("tie", "Tie"), ("both_bad", "Both bad")]

@@ -59,10 +59,6 @@ class ArenaConfig:
     prior: float = field(default=1.0, metadata={"help": "BT virtual games vs an anchor at the base rating"})
     seed: int = field(default=0, metadata={"help": "seed for pairing and bootstrap"})
 
-    @classmethod
-    def for_profile(cls, name: str) -> ArenaConfig:
-        return cls(n_boot=20) if name == "smoke" else cls()
-
 
 # --------------------------------------------------------------------------------------------------- ratings
 

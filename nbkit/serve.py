@@ -8,8 +8,9 @@ toasts). What they call is `nbkit.backend.Backend` (catalog, cache, caps, stream
 - Sharing: `--share` without `--auth` generates a password and prints it; a public link is never open to anyone.
   Offline, Gradio's share server is unreachable: we say so in one line (with the real error) and keep serving on
   the local URL, instead of Gradio's misleading "Missing file ... frpc".
-- The apps are loaded from the repository's `apps/` folder (or $NBKIT_APPS) with importlib, as `build(backend)`.
-  An install without the repository gets a one-line error saying so.
+- The apps are registered by name (APPS: name -> module of the repository's `apps/` package, found there or through
+  $NBKIT_APPS) and imported as modules; each gives `build(backend)`. They import `nbkit.ui`, not this module, so
+  there is no import cycle. An install without the repository gets a one-line error saying so.
 
     nbkit chat smollm2-135m --port 7860
     nbkit compare tiny star-it1 star-it2 --share            # prints a generated password
@@ -22,9 +23,7 @@ multi-GPU workers, no moderation.
 from __future__ import annotations
 
 import argparse
-import functools
-import importlib.util
-import inspect
+import importlib
 import os
 import secrets
 import sys
@@ -34,9 +33,11 @@ from pathlib import Path
 
 from nbkit.backend import Backend, ServeConfig, auto_threads, check_prompt, clean_text, label_message
 from nbkit.catalog import Catalog, ModelCache
-from nbkit.errors import ConfigError, NbkitError, ServeError
+from nbkit.errors import ConfigError, ServeError
+from nbkit.ui import ui_errors, ui_warn
 
-APPS = ("chat", "compare")
+# app name -> the module (in the repository's apps/ package) whose `build(backend)` returns its Blocks
+APPS = {"chat": "apps.chat", "compare": "apps.compare"}
 __all__ = [
     "Backend",
     "Catalog",
@@ -52,57 +53,6 @@ __all__ = [
     "ui_errors",
     "ui_warn",
 ]
-
-
-# --------------------------------------------------------------------------------------------------- gradio glue
-
-
-def ui_errors(fn):
-    """Show ServeError/NbkitError/ValueError messages in the app (gr.Error) instead of a generic 'Error'."""
-    import gradio as gr
-
-    @functools.wraps(fn)
-    def gen(*a, **kw):
-        try:
-            yield from fn(*a, **kw)
-        except (NbkitError, ValueError) as e:
-            raise gr.Error(str(e), print_exception=False) from e
-
-    @functools.wraps(fn)
-    def call(*a, **kw):
-        try:
-            return fn(*a, **kw)
-        except (NbkitError, ValueError) as e:
-            raise gr.Error(str(e), print_exception=False) from e
-
-    return gen if inspect.isgeneratorfunction(fn) else call
-
-
-def ui_warn(fn, n_outputs: int):
-    """For events whose outputs must stay visible: a refused request shows its message as a gr.Warning toast and
-    leaves every output as it was (gr.Error would cover them with red "Error" badges)."""
-    import gradio as gr
-
-    def skip():
-        return gr.skip() if n_outputs == 1 else tuple(gr.skip() for _ in range(n_outputs))
-
-    @functools.wraps(fn)
-    def gen(*a, **kw):
-        try:
-            yield from fn(*a, **kw)
-        except (NbkitError, ValueError) as e:
-            gr.Warning(str(e))
-            yield skip()
-
-    @functools.wraps(fn)
-    def call(*a, **kw):
-        try:
-            return fn(*a, **kw)
-        except (NbkitError, ValueError) as e:
-            gr.Warning(str(e))
-            return skip()
-
-    return gen if inspect.isgeneratorfunction(fn) else call
 
 
 # --------------------------------------------------------------------------------------------------- launching
@@ -158,12 +108,12 @@ def find_app(name: str) -> Path:
 
 
 def build_app(name: str, backend: Backend):
-    """Import apps/<name>.py and return its `build(backend)` Blocks."""
-    path = find_app(name)
-    spec = importlib.util.spec_from_file_location(f"nbkit_apps_{name}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.build(backend)
+    """The Blocks of app `name` (a key of APPS): its module's `build(backend)`. The folder that holds apps/ is put
+    on sys.path first, so the apps import like any package wherever nbkit runs from."""
+    apps = find_app(name).parent
+    if str(apps.parent) not in sys.path:
+        sys.path.insert(0, str(apps.parent))
+    return importlib.import_module(APPS[name]).build(backend)
 
 
 def login_page(app_title: str, user: str | None, generated: bool) -> str:

@@ -216,6 +216,17 @@ def test_find_app_from_an_install_without_the_repo(monkeypatch, tmp_path):
         serve.find_app("../evil")
 
 
+def test_apps_are_modules_registered_by_name_and_never_import_serve():
+    import subprocess
+    import sys
+
+    assert serve.APPS == {"chat": "apps.chat", "compare": "apps.compare"}
+    root = str(Path(__file__).parents[1])
+    code = "import sys; import apps.chat, apps.compare; print(sorted(m for m in sys.modules if m == 'nbkit.serve'))"
+    out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"  # the apps import nbkit.ui and nbkit.backend only: no cycle with serve
+
+
 def test_catalog_lists_and_refuses(registry):
     cat = Catalog(["tiny", "some-org/launched"], registry)
     choices = cat.choices()
