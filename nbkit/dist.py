@@ -108,3 +108,9 @@ class NullRun:
 
     def save_model(self, *args, **kwargs) -> None:
         pass
+
+    def __enter__(self) -> NullRun:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        pass

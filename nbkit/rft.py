@@ -31,7 +31,6 @@ import dataclasses
 import random
 import re
 import time
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 import torch
@@ -416,20 +415,18 @@ def run_rft(cfg: RftConfig, registry=None, progress: bool = True):
         if dist.broadcast(reg.exists(ws_name)):  # finished earlier (e.g. the RFT was interrupted): reuse it
             model, tok = reg.load(reg.reuse(ws_name, ws_cfg).name, dtype="float32")
         else:
-            with reg.create(ws_name, "sft", ws_cfg, parent) if main else nullcontext() as ws_run:
+            with reg.create(ws_name, "sft", ws_cfg, parent) if main else dist.NullRun() as ws_run:
                 start = time.perf_counter()
                 trainer = sft(model, tok, records, steps=cfg.warmstart_steps, lr=cfg.warmstart_lr,
                               batch_size=min(8, len(records)), run=ws_run, seed=cfg.seed)  # fmt: skip
                 model = trainer.model
-                if ws_run is not None:
-                    ws_run.save_model(model, tok)
-                    ws_run.set_summary(
-                        examples=len(records), share=share, seconds=time.perf_counter() - start
-                    )
+                ws_run.save_model(model, tok)
+                ws_run.set_summary(examples=len(records), share=share, seconds=time.perf_counter() - start)
         parent = ws_name
 
     reward = checked_reward(task.reward, name=f"{task.name}_correct")
-    with reg.create(cfg.name, "rft", dataclasses.asdict(cfg), parent) if main else nullcontext() as run:
+    # ranks other than 0 train along with a run that records nothing (dist.NullRun)
+    with reg.create(cfg.name, "rft", dataclasses.asdict(cfg), parent) if main else dist.NullRun() as run:
         probe_cb = ProbeCallback(
             run, tok, task, probes, cfg.probe_k, cfg.max_completion_length, cfg.probe_every,
             grad_prompts=cfg.grad_prompts, scale=cfg.scale_rewards, temperature=cfg.temperature, seed=cfg.seed,
@@ -443,10 +440,9 @@ def run_rft(cfg: RftConfig, registry=None, progress: bool = True):
         seconds = time.perf_counter() - start
         # the completions each rank generated and scored: TRL's sampler gives every rank its own prompts
         per_rank = dist.gather([sum(h["local_completions"] for h in trainer.group_history)])
-        if run is not None:
-            run.set_summary(**summarize(trainer, probe_cb, seconds, cfg), completions_per_rank=per_rank)
-            if cfg.save_model:
-                run.save_model(trainer.model, tok)
+        run.set_summary(**summarize(trainer, probe_cb, seconds, cfg), completions_per_rank=per_rank)
+        if cfg.save_model:
+            run.save_model(trainer.model, tok)
     dist.barrier()  # rank 0 has committed the run
     return reg.get(cfg.name)
 
