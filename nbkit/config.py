@@ -105,6 +105,9 @@ def parser(cls, prog: str, description: str = ""):
     p = HfArgumentParser(
         cls, prog=prog, description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter
     )
+    for action in p._actions:  # a dict field takes a YAML/JSON mapping: --task_args '{digits: [1, 2]}'
+        if action.type is dict:
+            action.type = _mapping
     p.add_argument(
         "--config",
         help=f"YAML/JSON file of {cls.__name__} keys (`profile:` picks the profile); flags override it",
@@ -113,6 +116,15 @@ def parser(cls, prog: str, description: str = ""):
         "--runs", default=None, help="registry folder (default: $NBKIT_RUNS, else the project's runs/)"
     )
     return p
+
+
+def _mapping(text: str) -> dict:
+    import yaml
+
+    value = yaml.safe_load(text)
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"expected a mapping such as '{{key: value}}', got {text!r}")
+    return value
 
 
 def parse_cli(cls, profiles: dict, argv: list[str], p=None, prog: str = "nbkit", description: str = ""):

@@ -65,6 +65,23 @@ def test_experiment_help_comes_from_the_fields(capsys):
         assert text in out and "--config" in out and "--runs" in out and "--profile" in out
 
 
+def test_a_dict_field_takes_a_yaml_mapping_flag():
+    from dataclasses import dataclass, field
+
+    from nbkit.config import parse_cli
+
+    @dataclass
+    class WithDict:
+        task_args: dict = field(default_factory=dict, metadata={"help": "task keyword arguments"})
+        profile: str = "a"
+
+    profiles = {"a": {"task_args": {"digits": [1]}}}
+    assert parse_cli(WithDict, profiles, [])[0].task_args == {"digits": [1]}
+    assert parse_cli(WithDict, profiles, ["--task_args", "{digits: [1, 2]}"])[0].task_args == {
+        "digits": [1, 2]
+    }
+
+
 def test_budget_root_is_an_alias_of_runs():
     from nbkit.budget import PROFILES, BudgetConfig
     from nbkit.config import parse_cli, parser
