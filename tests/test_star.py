@@ -521,3 +521,15 @@ def test_the_worked_filter_drops_a_bare_answer_and_the_result_counts_them(fake, 
     ]  # fmt: skip
     assert (work["correct_with_work"] <= work["accuracy"]).all() and work["shows_work"].between(0, 1).all()
     assert sorted(work["iteration"].unique()) == [0, 1]
+
+
+def test_arms_from_the_same_primer_reuse_its_samples(fake, registry):
+    first = run_star(smoke(iterations=1, name="a"), registry)
+    calls = len(fake.calls)
+    arm = run_star(smoke(iterations=1, name="b", rationalization=False, primer=first.seed_run), registry)
+    assert len(fake.calls) == calls  # the same model, prompts and settings: read back, not sampled again
+    assert arm.iterations[1]["correct"] == first.iterations[1]["correct"]
+    run_star(smoke(iterations=1, name="c", max_new_tokens=9, primer=first.seed_run), registry)
+    assert len(fake.calls) > calls  # other settings sample afresh
+    assert list((registry.root / ".cache" / "star-samples").glob("*.json"))
+    assert [r.name for r in registry.list() if r.name.startswith(".")] == []
