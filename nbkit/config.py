@@ -17,6 +17,7 @@ dataclass default, the profile's row (`--profile`, else the file's `profile:`), 
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
 import json
 from dataclasses import field
@@ -26,9 +27,9 @@ from nbkit.errors import ConfigError
 
 
 def opt(default, help: str):
-    """A config field with its --help text (lists get a factory, as dataclasses require)."""
-    if isinstance(default, list):
-        return field(default_factory=lambda: list(default), metadata={"help": help})
+    """A config field with its --help text (lists and dicts get a deep-copying factory, as dataclasses require)."""
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: copy.deepcopy(default), metadata={"help": help})
     return field(default=default, metadata={"help": help})
 
 

@@ -45,6 +45,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from nbkit.config import opt as _opt
 from nbkit.errors import ConfigError, NbkitError
 
 # Fields that may change between a run and its resumption without making the old iterations stale.
@@ -72,13 +73,6 @@ PROFILE_SIZES = {
                 lr_schedule="linear", max_new_tokens=172),
 }
 # fmt: on
-
-
-def _opt(default, help: str):
-    """A config field with its help text (shown by `nbkit star --help`); dict defaults are copied per instance."""
-    if isinstance(default, dict):
-        return field(default_factory=lambda: copy.deepcopy(default), metadata={"help": help})
-    return field(default=default, metadata={"help": help})
 
 
 @dataclass
