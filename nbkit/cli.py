@@ -6,7 +6,7 @@
     nbkit star --config FILE      nbkit rft --config FILE      nbkit budget --config FILE
     nbkit chat [MODEL]            nbkit compare [MODEL ...]
 
-Experiment and app subcommands are implemented next to their logic (`nbkit.star.cli`, ...); this file only routes.
+Experiments run through `nbkit.experiments.command`, apps through `nbkit.serve.cli`; this file only routes.
 Errors that nbkit raises on purpose (unknown model, name collision, offline, bad config) print one line, not a
 traceback.
 """
@@ -19,12 +19,11 @@ import json
 import sys
 
 from nbkit.errors import NbkitError
+from nbkit.experiments import EXPERIMENTS
 
-# subcommand -> module whose `cli(argv) -> int` handles it
+# subcommand -> module whose `cli(argv) -> int` handles it (the experiments: nbkit.experiments.command)
 DELEGATED = {
-    "star": "nbkit.star",
-    "rft": "nbkit.rft",
-    "budget": "nbkit.budget",
+    **{name: "nbkit.experiments" for name in EXPERIMENTS},
     "chat": "nbkit.serve",
     "compare": "nbkit.serve",
 }
@@ -183,7 +182,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] in DELEGATED:
-        handler = lambda: importlib.import_module(DELEGATED[argv[0]]).cli(argv)  # noqa: E731
+        module = importlib.import_module(DELEGATED[argv[0]])
+        handler = lambda: (module.command if argv[0] in EXPERIMENTS else module.cli)(argv)  # noqa: E731
     else:
         args = build_parser().parse_args(argv)
         handler = lambda: args.func(args)  # noqa: E731

@@ -431,6 +431,31 @@ def config_diff(old: dict, new: dict, ignore=()) -> list[str]:
     return sorted(k for k in old.keys() & new.keys() if k not in ignore and old[k] != new[k])
 
 
+def run_name(*parts) -> str:
+    """The one naming scheme of experiment runs: "{profile}-{experiment or arm name}-{stage}", empty parts left out.
+
+    Example: run_name("cpu", "star", "iter1") -> "cpu-star-iter1"; run_name("cpu", "budget-1db001", "sft4", "dpo28")
+    -> "cpu-budget-1db001-sft4-dpo28". The model an experiment starts from is `base_run(registry, model)`.
+    """
+    return "-".join(str(p) for p in parts if p not in (None, ""))
+
+
+def base_run(registry: Registry, model: str) -> str:
+    """The name of the "base" run of `model`, "base-{model}" (registered if missing): the root of every lineage that
+    starts from that model, shared by all experiments. Safe to call from several processes at once."""
+    import re
+
+    name = "base-" + re.sub(r"[^A-Za-z0-9_.-]+", "-", model).strip("-.")
+    if not registry.exists(name):
+        try:
+            with registry.create(name, kind="base", config={"model": model}, tracking="off"):
+                pass
+        except NbkitError:
+            if not registry.exists(name):  # another process registering it meanwhile is fine
+                raise
+    return name
+
+
 class Registry:
     def __init__(self, root: str | os.PathLike | None = None, project: str = "nbkit"):
         if root:

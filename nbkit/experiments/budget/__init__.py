@@ -1,0 +1,3 @@
+"""TRANSITIONAL: replaced when budget moves into this subpackage (see nbkit/experiments/__init__.py)."""
+
+from nbkit.budget import cli  # noqa: F401
