@@ -159,8 +159,8 @@ class RftConfig:
 PROFILES = {
     "smoke": dict(model="tiny", n_train=16, n_probe=4, steps=2, batch_size=8, group_size=4, lr=1e-4,
                   max_completion_length=6, probe_k=4, grad_prompts=2, warmstart_steps=2, max_resample=1),
-    "cpu": dict(system="You are a helpful assistant.", max_completion_length=6, steps=20, batch_size=32,
-                group_size=4, n_probe=32, probe_k=8, probe_every=10, grad_prompts=16, max_resample=2,
+    "cpu": dict(system="You are a helpful assistant.", max_completion_length=6, steps=16, batch_size=32,
+                group_size=4, n_probe=32, probe_k=8, probe_every=8, grad_prompts=16, max_resample=2,
                 warmstart_steps=1),
     "gpu": dict(model="qwen2.5-0.5b", digits=[2, 3], n_train=2000, n_probe=64, steps=200, batch_size=64,
                 group_size=8, lr=1e-5, max_completion_length=16, probe_every=25, grad_prompts=32),
