@@ -1,5 +1,6 @@
-"""Tests for nbkit.budget: the cost model (golden numbers), bad input, pair building with a fake sampler, the
-paper-claim checks, and a real sweep on the tiny model (lineage, cache, resume after an interruption, the CLI)."""
+"""Tests for nbkit.experiments.budget: the cost model (golden numbers), bad input, pair building with a fake
+sampler, the paper-claim checks, and a real sweep on the tiny model (lineage, cache, resume after an interruption,
+fake stages passed to run, the CLI)."""
 
 from __future__ import annotations
 
@@ -9,12 +10,13 @@ import json
 import pandas as pd
 import pytest
 
-from nbkit import budget
-from nbkit.budget import (
+from nbkit.config import from_dict
+from nbkit.errors import ConfigError, NbkitError
+from nbkit.experiments import budget
+from nbkit.experiments.budget import (
     BudgetConfig,
     BudgetError,
     Cell,
-    Sweep,
     claim_dpo_from_base_worst,
     claim_sft_wins_small,
     claim_small_sft_rescues,
@@ -23,11 +25,10 @@ from nbkit.budget import (
     load_pairs,
     plan_grid,
     preference_pairs,
+    run,
     run_names,
     split_budget,
 )
-from nbkit.config import from_dict
-from nbkit.errors import ConfigError, NbkitError
 from nbkit.runs import Registry, RunError
 from nbkit.tasks import Arithmetic
 
@@ -86,13 +87,15 @@ def test_budget_errors_are_config_errors_that_the_cli_prints():
     assert issubclass(BudgetError, ConfigError) and issubclass(BudgetError, NbkitError)
 
 
-def test_grid_fails_at_once_on_one_bad_fraction_or_too_small_pool():
+def test_a_config_with_a_bad_grid_fails_when_built():
     with pytest.raises(BudgetError, match="outside"):
-        Sweep(_smoke(fractions=[0.0, 2.0]))
+        _smoke(fractions=[0.0, 2.0])
     with pytest.raises(BudgetError, match="raise pool to 8"):
-        Sweep(_smoke(budgets=[8], fractions=[1.0], pool=4))
+        _smoke(budgets=[8], fractions=[1.0], pool=4)
     with pytest.raises(BudgetError, match="rejected_k"):
-        Sweep(_smoke(budgets=[8], fractions=[0.0], pool=4, rejected_k=1))
+        _smoke(budgets=[8], fractions=[0.0], pool=4, rejected_k=1)
+    with pytest.raises(BudgetError, match="not 'tsp'"):
+        _smoke(task="tsp")
 
 
 # --------------------------------------------------------------------------------------------------- config
@@ -269,18 +272,19 @@ def swept(tmp_path_factory):
         mp.setenv("NBKIT_WANDB", "off")
         reg = Registry(tmp_path_factory.mktemp("runs"))
         cfg = _smoke(budgets=[4], fractions=[0.0, 0.5, 1.0], eval_n=4, max_new_tokens=4)
-        yield cfg, reg, Sweep(cfg, reg).run(progress=False)
+        yield cfg, reg, run(cfg, reg, progress=False)
 
 
 def test_sweep_table_is_tidy(swept):
-    cfg, reg, table = swept
+    cfg, reg, result = swept
+    table = result.frame()
     assert list(table[["fraction", "n_sft", "n_pairs"]].itertuples(index=False, name=None)) == [
         (0.0, 0, 4),
         (0.5, 2, 2),
         (1.0, 4, 0),
     ]
     assert table.spent.tolist() == [4.0, 4.0, 4.0]
-    assert table.accuracy.between(0, 1).all() and table.attrs["base_accuracy"] is not None
+    assert table.accuracy.between(0, 1).all() and result.base_accuracy is not None
     assert (table.train_s > 0).all()
     pairs = [
         json.loads(x)
@@ -290,23 +294,25 @@ def test_sweep_table_is_tidy(swept):
 
 
 def test_every_checkpoint_is_registered_with_its_parents(swept):
-    cfg, reg, table = swept
+    cfg, reg, result = swept
+    table = result.frame()
     stem = f"smoke-budget-{cfg.sweep_id()}"
-    lineages = [[r.name for r in reg.lineage(run)] for run in table.run]
+    lineages = [[r.name for r in reg.lineage(name)] for name in table.run]
     assert lineages == [
         [f"{stem}-base", f"{stem}-base-dpo4"],
         [f"{stem}-base", f"{stem}-sft2", f"{stem}-sft2-dpo2"],
         [f"{stem}-base", f"{stem}-sft4"],
     ]
-    assert [reg.get(run).kind for run in lineages[1]] == ["base", "sft", "dpo"]
+    assert [reg.get(name).kind for name in lineages[1]] == ["base", "sft", "dpo"]
     model, tok = reg.load(table.run[1])  # what the compare app does with any cell
     assert model.config.hidden_size == 64
-    assert len(budget.eval_rows(reg, table.run[1])) == 4
+    assert len(result.eval_rows(table.run[1])) == 4
 
 
 def test_cold_start_table_names_the_four_models(swept):
-    cfg, reg, table = swept
-    (row,) = budget.cold_start(reg, table).to_dict("records")
+    cfg, reg, result = swept
+    table = result.frame()
+    (row,) = result.cold_start().to_dict("records")
     stem = f"smoke-budget-{cfg.sweep_id()}"
     assert (row["n_sft"], row["n_pairs_cold"], row["n_pairs_warm"]) == (2, 4, 2)
     assert (row["sft_run"], row["cold_run"], row["warm_run"]) == (
@@ -318,50 +324,88 @@ def test_cold_start_table_names_the_four_models(swept):
     assert row["sft_share_alone"] == reg.get(f"{stem}-sft2").summary["accuracy"]
 
 
-def test_a_rerun_trains_nothing(swept, monkeypatch):
-    cfg, reg, table = swept
+def test_the_summary_prints_the_table_the_base_and_the_claims(swept):
+    _, _, result = swept
+    text = result.say()
+    assert "base model accuracy" in text and "sft_run" not in text and "accuracy" in text.splitlines()[0]
+    assert text.count("\n") >= len(result.frame()) + len(result.claims())
+
+
+def test_a_rerun_trains_nothing(swept):
+    cfg, reg, result = swept
 
     def boom(*a, **k):
         raise AssertionError("a finished cell was trained again")
 
-    monkeypatch.setattr(budget, "dpo", boom)
-    monkeypatch.setattr("nbkit.train.sft", boom)
-    again = Sweep(cfg, reg).run(progress=False)
-    pd.testing.assert_frame_equal(again.drop(columns="train_s"), table.drop(columns="train_s"))
+    again = run(cfg, reg, progress=False, train_sft=boom, train_dpo=boom, draw_pairs=boom)
+    table = result.frame()
+    pd.testing.assert_frame_equal(again.frame().drop(columns="train_s"), table.drop(columns="train_s"))
 
 
 def test_a_run_of_the_same_name_with_another_config_is_refused(tmp_path):
     reg, cfg = Registry(tmp_path), _smoke(budgets=[4], fractions=[0.0])
-    sweep = Sweep(cfg, reg)
-    with reg.create(sweep.names["pairs"], "pairs", {**dataclasses.asdict(cfg), "rejected_k": 9}):
+    pairs = run_names(cfg, cfg.cells()[0])["pairs"]
+    with reg.create(pairs, "pairs", {**dataclasses.asdict(cfg), "rejected_k": 9}):
         pass  # e.g. made by another version of nbkit
     with pytest.raises(RunError, match=r"exists with a different config \(rejected_k: 9 there, 2 now\)"):
-        sweep.run(progress=False)
+        run(cfg, reg, progress=False)
 
 
 def test_an_interrupted_sweep_resumes(tmp_path, monkeypatch):
     monkeypatch.setenv("NBKIT_WANDB", "off")
     reg, cfg = Registry(tmp_path), _smoke(budgets=[4], fractions=[0.0, 0.5], eval_n=2, max_new_tokens=2)
-    real_dpo, calls = budget.dpo, []
+    calls = []
 
-    def dpo_dies_second_time(*a, **k):
-        calls.append(len(a[2]))
+    def dpo_dies_second_time(model, tok, pairs, cfg, writer):
+        calls.append(len(pairs))
         if len(calls) == 2:
             raise KeyboardInterrupt  # the user stops the sweep in the middle of a cell
-        return real_dpo(*a, **k)
+        return budget.train_dpo(model, tok, pairs, cfg, writer)
 
-    monkeypatch.setattr(budget, "dpo", dpo_dies_second_time)
     with pytest.raises(KeyboardInterrupt):
-        Sweep(cfg, reg).run(progress=False)
+        run(cfg, reg, progress=False, train_dpo=dpo_dies_second_time)
     stem = f"smoke-budget-{cfg.sweep_id()}"
     done = {n: reg.get(n).created for n in reg.names()}
     assert set(done) == {f"{stem}-pairs", f"{stem}-base", f"{stem}-base-dpo4", f"{stem}-sft2"}
     assert not any((tmp_path / ".pending").glob("*/checkpoint"))  # the half-trained cell left nothing behind
 
-    table = Sweep(cfg, reg).run(progress=False)
+    table = run(cfg, reg, progress=False, train_dpo=dpo_dies_second_time).frame()
     assert calls == [4, 2, 2]  # only the interrupted DPO ran again
     assert {n: reg.get(n).created for n in done} == done
     assert table.run.tolist() == [f"{stem}-base-dpo4", f"{stem}-sft2-dpo2"]
+
+
+def test_fake_stages_show_what_data_each_stage_gets(tmp_path, monkeypatch):
+    """No sampling, training or generation: the sweep's wiring alone (the tiny model is loaded and saved)."""
+    from types import SimpleNamespace
+
+    monkeypatch.setenv("NBKIT_WANDB", "off")
+    cfg, calls = _smoke(budgets=[4], fractions=[0.0, 0.5]), []
+    turn = [{"role": "assistant", "content": "Answer: 0"}]
+    fake_pairs = [
+        {"prompt": [{"role": "user", "content": f"q{i}"}], "chosen": turn, "rejected": turn} for i in range(4)
+    ]
+
+    def draw_pairs(cfg, task, prompts):
+        calls.append(("pairs", len(prompts)))
+        return fake_pairs
+
+    def train(kind):
+        def fake(model, tok, data, cfg, writer):
+            calls.append((kind, len(data)))
+            return SimpleNamespace(model=model, state=SimpleNamespace(global_step=1))
+
+        return fake
+
+    def evaluate(task, model, tok, problems, cfg):  # right on the first problem only
+        return [{"difficulty": 1, "correct": i == 0} for i, _ in enumerate(problems)]
+
+    result = run(
+        cfg, Registry(tmp_path), progress=False, draw_pairs=draw_pairs, train_sft=train("sft"),
+        train_dpo=train("dpo"), evaluate=evaluate,
+    )  # fmt: skip
+    assert calls == [("pairs", cfg.pool), ("dpo", 4), ("sft", 2), ("dpo", 2)]
+    assert result.base_accuracy == 0.25 and result.frame().accuracy.tolist() == [0.25, 0.25]
 
 
 def test_cli_runs_a_gsm8k_sweep_from_a_config_file(tmp_path, monkeypatch, capsys):
@@ -403,5 +447,5 @@ def test_cpu_profile_small_sft_share_beats_the_base(tmp_path, monkeypatch):
     cfg = from_dict(
         {"profile": "cpu", "budgets": [16], "fractions": [1.0], "pool": 16, "eval_n": 32}, BudgetConfig
     )
-    table = Sweep(cfg, Registry(tmp_path)).run(progress=False)
-    assert table.accuracy[0] > table.attrs["base_accuracy"] + 0.1
+    result = run(cfg, Registry(tmp_path), progress=False)
+    assert result.frame().accuracy[0] > result.base_accuracy + 0.1
