@@ -1,8 +1,8 @@
 """Does RL itself raise the reward after a warm-start, and at what cost? RFT arms side by side, from the same base.
 
-Each arm is `run_rft` (the 02 notebook's pipeline) with the cpu profile plus overrides. For each it prints the
-held-out probe reward at step 0 (after any warm-start) and at the end, RL's own gain with a bootstrap 95% interval
-over the probe prompts (nbkit.claims), the zero-std share of the probe at the start and the end, the share of
+Each arm is `nbkit.experiments.rft.run` (the 02 notebook's pipeline) with the cpu profile plus overrides. For each it
+prints the held-out probe reward at step 0 (after any warm-start) and at the end, RL's own gain with a bootstrap 95%
+interval over the probe prompts (nbkit.claims), the zero-std share of the probe at the start and the end, the share of
 GRPO's training groups with zero std, and the wall time.
 
     python benchmarks/rft_warmstart_gain.py                                # the notebook's two main arms
@@ -21,8 +21,7 @@ import tempfile
 import time
 
 from nbkit.claims import paired
-from nbkit.diagnostics import run_tables
-from nbkit.rft import RftConfig, run_rft
+from nbkit.experiments.rft import RftConfig, run
 from nbkit.runs import Registry
 
 ARMS = {
@@ -42,8 +41,8 @@ def value(text: str):
         return text
 
 
-def row(label: str, run, seconds: float) -> dict:
-    train, probes, _ = run_tables(run)
+def row(label: str, result, seconds: float) -> dict:
+    train, probes, _ = result.tables()
     first, last = probes.iloc[0], probes.iloc[-1]
     gain = paired(last["probe/prompt_mean"], first["probe/prompt_mean"], "gain")
     return {
@@ -72,8 +71,8 @@ def main():
         for arm in args.arms:
             cfg = dataclasses.replace(base, name=f"bench-{arm}", **ARMS[arm])
             start = time.perf_counter()
-            run = run_rft(cfg, reg, progress=False)
-            rows.append(row(arm, run, time.perf_counter() - start))
+            result = run(cfg, reg, progress=False)
+            rows.append(row(arm, result, time.perf_counter() - start))
             print(rows[-1], flush=True)
     import pandas as pd
 

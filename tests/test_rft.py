@@ -1,5 +1,6 @@
-"""Tests for nbkit.rft and nbkit.diagnostics: the group maths by hand, the zero-gradient invariant, reward and config
-validation, splicing GRPO batches, and short GRPO runs on the tiny model that must leave metrics in the registry."""
+"""Tests for nbkit.experiments.rft: the group maths by hand, the zero-gradient invariant, reward and config
+validation, splicing GRPO batches, the run's stages (fakes passed in), and short GRPO runs on the tiny model that must
+leave metrics in the registry."""
 
 from __future__ import annotations
 
@@ -13,8 +14,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from nbkit.config import load_config
-from nbkit.diagnostics import (
+from nbkit.errors import ConfigError, NbkitError
+from nbkit.experiments.rft import (
     RewardError,
+    RftConfig,
     check_rewards,
     checked_reward,
     claim_low_std_slow_growth,
@@ -24,16 +27,16 @@ from nbkit.diagnostics import (
     group_advantages,
     group_reward_stats,
     group_std,
+    make_trainer,
     policy_gradient_loss,
     probe,
     prompt_gradient_norm,
     prompt_gradient_norms,
-    run_tables,
+    run,
+    take_groups,
 )
-from nbkit.errors import ConfigError, NbkitError
-from nbkit.rft import RftConfig, make_trainer, run_rft, take_groups
 from nbkit.runs import Registry, RunError
-from nbkit.tasks import FIXTURES, Arithmetic
+from nbkit.tasks import FIXTURES, Arithmetic, completion_text
 
 # ------------------------------------------------------------------------------------------- golden values
 
@@ -137,7 +140,7 @@ def test_signal_table_sorts_by_starting_std_and_plots(tmp_path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from nbkit.signal_map import plot_scaling, plot_signal_map, scaling_table, signal_table
+    from nbkit.experiments.rft import plot_scaling, plot_signal_map, scaling_table, signal_table
 
     probes = _probes([0, 5, 10], [[0.0, 0.5, 1.0, 0.25], [0.0, 0.75, 1.0, 0.5], [0.0, 1.0, 1.0, 0.5]],
                      [[0.0, 0.53, 0.0, 0.46], [0.0, 0.46, 0.0, 0.53], [0.0, 0.0, 0.0, 0.53]])  # fmt: skip
@@ -460,25 +463,65 @@ def test_pipeline_with_warmstart_and_reuse(tmp_path):
     reg = Registry(tmp_path)
     cfg = dataclasses.replace(RftConfig.for_profile("smoke"), name="w", warmstart_fraction=0.25, steps=1,
                               n_probe=2, grad_prompts=1)  # fmt: skip
-    run = run_rft(cfg, reg, progress=False)
-    assert run.parent == "w-warmstart" and reg.get("w-warmstart").parent == "base-tiny"
+    result = run(cfg, reg, progress=False)
+    r = result.run
+    assert r.parent == "w-warmstart" and reg.get("w-warmstart").parent == "base-tiny"
     assert reg.get("w-warmstart").summary["examples"] == 4  # 25% of 16 inputs
-    assert run.checkpoint is not None
+    assert r.checkpoint is not None
     for key in ("probe_reward_start", "probe_zero_std_end", "seconds_per_step", "train_reward_last5"):
-        assert key in run.summary
-    assert run_rft(cfg, reg).created == run.created  # a finished run is reused, not retrained
+        assert key in result.summary
+    assert run(cfg, reg).run.created == r.created  # a finished run is reused, not retrained
     with pytest.raises(RunError, match=r"run 'w' exists with a different config \(steps: 1 there, 2 now\)"):
-        run_rft(dataclasses.replace(cfg, steps=2), reg)  # never silently the old run
-    train, probes, groups = run_tables(run)
+        run(dataclasses.replace(cfg, steps=2), reg)  # never silently the old run
+    train, probes, groups = result.tables()
     assert list(train.index) == [1] and "frac_reward_zero_std_all_wrong" in train
     assert list(probes.index) == [0, 1] and len(probes.iloc[0]["probe/prompt_std"]) == 2
     assert len(probes.iloc[0]["probe/grad_norm"]) == 1 and "probe/grad_norm" not in probes.iloc[1].dropna()
     assert len(groups.loc[1, "groups/prompt_std"]) == 2  # 8 completions = 2 prompts of 4
+    frame = result.frame()
+    assert list(frame["step"]) == [0, 1] and set(frame["run"]) == {"w"}
+    assert frame["mean_reward"].tolist() == probes["probe/mean_reward"].tolist()
+    assert result.say().splitlines()[0] == f"run w ({r.path}):"
     reg.delete("w")  # as if the RFT had been interrupted after its warm-start: that one is checked too
     with pytest.raises(
         RunError, match=r"run 'w-warmstart' exists with a different config \(examples: 4 there, 8"
     ):
-        run_rft(dataclasses.replace(cfg, warmstart_fraction=0.5), reg)
+        run(dataclasses.replace(cfg, warmstart_fraction=0.5), reg)
+
+
+def test_run_takes_its_stages_as_parameters(tmp_path):
+    """Fake stages in place of the SFT and GRPO: run() wires data, lineage, summaries and the result around them."""
+    reg = Registry(tmp_path)
+    cfg = RftConfig.for_profile("smoke", name="fake", warmstart_fraction=0.25, save_model=False)
+    calls = []
+
+    def fake_warm_start(model, tok, records, cfg, run):
+        calls.append(("warm_start", len(records), completion_text(records[0]["completion"])[:8]))
+        run.log({"loss": 0.5}, step=1)
+        return model
+
+    def fake_grpo(model, tok, cfg, task, train, probes, run, progress=True):
+        calls.append(("grpo", len(train), len(probes), progress))
+        for step, mean in ((0, [0.0, 0.5]), (2, [0.25, 1.0])):
+            stats = group_reward_stats([[m] * 2 for m in mean])
+            run.log({"probe/mean_reward": stats["mean_reward"], "probe/mean_std": 0.0, "probe/frac_zero_std": 1.0,
+                     "probe/frac_zero_std_all_right": stats["frac_all_right"],
+                     "probe/frac_zero_std_all_wrong": stats["frac_all_wrong"],
+                     "probe/prompt_mean": mean, "probe/prompt_std": [0.0, 0.0]}, step=step)  # fmt: skip
+        return model, {"probe_reward_start": 0.25, "completions_per_rank": [16]}
+
+    result = run(cfg, reg, progress=False, warm_start=fake_warm_start, grpo=fake_grpo)
+    assert calls == [("warm_start", 4, "Answer: "), ("grpo", 16, 4, False)]  # answer-only targets by default
+    assert reg.get("fake-warmstart").parent == "base-tiny" and result.run.parent == "fake-warmstart"
+    assert reg.get("fake-warmstart").metrics()[0]["loss"] == 0.5
+    assert result.summary == {"probe_reward_start": 0.25, "completions_per_rank": [16]}
+    assert result.frame()["mean_reward"].tolist() == [0.25, 0.625] and list(result.frame()["step"]) == [0, 2]
+    assert result.claim_rl_raises_reward().effect == pytest.approx(0.375)
+    assert (
+        result.say()
+        == f"run fake ({result.run.path}):\n  probe_reward_start: 0.250\n  completions_per_rank: [16]"
+    )
+    assert run(cfg, reg, grpo=None).run.created == result.run.created  # reused: no stage runs
 
 
 def test_cli_on_gsm8k_fixture(tmp_path, capsys):
@@ -512,7 +555,7 @@ def test_warmstart_lowers_zero_std_share_on_smollm(tmp_path):
     reg = Registry(tmp_path)
     base = dataclasses.replace(RftConfig.for_profile("cpu"), steps=4, probe_every=4, grad_prompts=0,
                                save_model=False)  # fmt: skip
-    alone = run_rft(dataclasses.replace(base, name="alone"), reg, progress=False)
-    warm = run_rft(dataclasses.replace(base, name="warm", warmstart_fraction=0.1), reg, progress=False)
+    alone = run(dataclasses.replace(base, name="alone"), reg, progress=False)
+    warm = run(dataclasses.replace(base, name="warm", warmstart_fraction=0.1), reg, progress=False)
     assert warm.summary["probe_zero_std_start"] < alone.summary["probe_zero_std_start"]
     assert warm.summary["probe_reward_start"] > alone.summary["probe_reward_start"]

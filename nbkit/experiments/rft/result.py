@@ -1,0 +1,242 @@
+"""What an RFT run gives back: `RftResult` (the registry run of one arm, its tables, plots, claims and summary) and
+the paper's claims, each with a bootstrap 95% interval over probe prompts (`nbkit.claims`) where it is an estimate.
+
+    result = run(cfg, registry)
+    train, probes, groups = result.tables()        # TRL's logs, the probes, GRPO's groups: one row per step
+    result.frame()                                 # the probe scalars per step (the CLI's --out)
+    print(result.claim_rl_raises_reward())         # "AGREES: ... probe reward, step 16 minus step 0: +0.50 [...]"
+    claim_warmstart_helps(alone, warm)             # two arms with the same budget and probe prompts
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+
+from nbkit.experiments.rft import signal_map
+from nbkit.experiments.rft.config import RftConfig
+
+PROBE_SCALARS = (
+    "mean_reward",
+    "mean_std",
+    "frac_zero_std",
+    "frac_zero_std_all_right",
+    "frac_zero_std_all_wrong",
+)
+
+
+class RftResult:
+    """One finished RFT arm. run: its registry Run; config: its RftConfig (read back from the run if not given)."""
+
+    def __init__(self, run, config: RftConfig | None = None):
+        self.run, self._config = run, config
+
+    def __repr__(self) -> str:
+        return f"RftResult({self.name!r})"
+
+    @property
+    def name(self) -> str:
+        return self.run.name
+
+    @property
+    def summary(self) -> dict:
+        return self.run.summary
+
+    @cached_property
+    def config(self) -> RftConfig:
+        from nbkit.config import from_dict
+
+        return self._config if self._config is not None else from_dict(self.run.config, RftConfig)
+
+    def tables(self):
+        """(train, probes, groups): see `run_tables`."""
+        return self._tables
+
+    @cached_property
+    def _tables(self):
+        return run_tables(self.run)
+
+    train = property(lambda self: self._tables[0], doc="TRL's scalars, one row per RFT step")
+    probes = property(
+        lambda self: self._tables[1], doc="the probes, one row per probe step (per-prompt lists)"
+    )
+    groups = property(lambda self: self._tables[2], doc="GRPO's groups, one row per step (per-prompt lists)")
+
+    def frame(self):
+        """The probe scalars per probe step (mean reward, mean std, zero-std share and its split), with the run."""
+        import pandas as pd
+
+        probes = self.probes
+        if probes.empty:
+            return pd.DataFrame(columns=["run", "step", *PROBE_SCALARS])
+        out = probes[[f"probe/{c}" for c in PROBE_SCALARS]].rename(columns=lambda c: c.removeprefix("probe/"))
+        return out.reset_index().assign(run=self.name)[["run", "step", *PROBE_SCALARS]]
+
+    def say(self) -> str:
+        """The CLI's report: "run NAME (PATH):", then one line per summary value."""
+        lines = [f"run {self.name} ({self.run.path}):"]
+        for k, v in self.summary.items():
+            lines.append(f"  {k}: {v:.3f}" if isinstance(v, float) else f"  {k}: {v}")
+        return "\n".join(lines)
+
+    # ---- plots and claims of this arm alone
+    def scaling_table(self):
+        """Per-prompt gradient norms under scale_rewards "group" and "none" at step 0 (`signal_map.scaling_table`)."""
+        return signal_map.scaling_table(self.probes.iloc[0])
+
+    def plot_signal_map(self, ax_map, ax_gain=None, title: str = "") -> dict:
+        return signal_map.plot_signal_map(self.probes, ax_map, ax_gain, title=title)
+
+    def plot_scaling(self, axes) -> None:
+        signal_map.plot_scaling(self.scaling_table(), axes)
+
+    def claim_rl_raises_reward(self, label: str | None = None):
+        return claim_rl_raises_reward(self.probes, label or self.name)
+
+    def claim_zero_std_zero_gradient(self, scale: str = "group") -> str:
+        table = self.scaling_table()
+        return claim_zero_std_zero_gradient(table["std"], table[f"grad_{scale}"])
+
+
+def _probes(x):
+    """The probes frame of an RftResult, or `x` itself (already a probes frame)."""
+    return x.probes if isinstance(x, RftResult) else x
+
+
+def run_tables(run):
+    """(train, probes, groups) DataFrames from a finished RFT run in the registry, each indexed by step.
+
+    train: one row per RFT step with TRL's scalars (reward, reward_std, frac_reward_zero_std, grad_norm, ...) and
+    ours (frac_reward_zero_std_all_right / _all_wrong, filter/...). probes: one row per probe with the scalars and the
+    per-prompt lists probe/prompt_mean, probe/prompt_std (and probe/grad_norm at step 0). groups: one row per step
+    with the per-prompt lists groups/prompt_mean, groups/prompt_std of the groups GRPO generated at that step.
+    """
+    import pandas as pd
+
+    rows = run.metrics()
+    frames = [
+        pd.DataFrame([r for r in rows if key in r])
+        for key in ("reward_std", "probe/prompt_std", "groups/prompt_std")
+    ]
+    return tuple(f.set_index("step") if not f.empty else f for f in frames)
+
+
+def claim_zero_std_zero_gradient(stds, grad_norms) -> str:
+    """Razin et al. / GRPO: prompts whose k rewards are all equal get exactly zero gradient; the others do not.
+    An identity checked on every measured prompt, not an estimate, so it needs no interval.
+
+    Example: stds [0, 0.5], grad_norms [0.0, 3.1] -> "AGREES (exact, on every prompt): ..."
+    """
+    zero = [g for s, g in zip(stds, grad_norms) if s == 0]
+    spread = [g for s, g in zip(stds, grad_norms) if s > 0]
+    if not zero:
+        return "NOT CHECKED: no zero-std prompt was measured"
+    detail = f"{len(zero)} zero-std prompts, largest gradient norm {max(zero):.3g}"
+    if spread:
+        detail += f"; {len(spread)} prompts with spread, smallest gradient norm {min(spread):.3g}"
+    ok = max(zero) == 0.0 and all(g > 0 for g in spread)
+    return f"{'AGREES' if ok else 'DEPARTS'} (exact, on every prompt): {detail}"
+
+
+def _first_last(probes):
+    """(start means, start stds, end means) per probe prompt: the first and the last probe of a run (an RftResult
+    or its probes frame)."""
+    probes = _probes(probes)
+    first, last = probes.iloc[0], probes.iloc[-1]
+    return list(first["probe/prompt_mean"]), list(first["probe/prompt_std"]), list(last["probe/prompt_mean"])
+
+
+def claim_rl_raises_reward(probes, label: str = "RL"):
+    """The held-out probe reward rises during RL: per probe prompt, mean reward at the last probe minus at the first
+    (step 0, after any warm-start), with a bootstrap 95% interval over the prompts. probes: an RftResult or its
+    `probes` frame.
+    -> nbkit.claims.Claim"""
+    from nbkit.claims import paired
+
+    probes = _probes(probes)
+    m0, _, m1 = _first_last(probes)
+    return paired(m1, m0, f"{label}: probe reward, step {probes.index[-1]} minus step {probes.index[0]}")
+
+
+def claim_low_std_slow_growth(start_means, start_stds, end_means):
+    """Razin et al.: an input whose reward std is small under the model gains reward slowly, even when its reward is
+    far from the best. Mean reward gain of prompts that started with spread (std > 0) minus that of prompts that
+    started all wrong (std 0, reward 0), unpaired bootstrap over prompts. -> Claim (or a NOT CHECKED line)
+
+    Example: start_means [0, 0, 0.5], start_stds [0, 0, 0.5], end_means [0, 0.25, 1] -> effect 0.5 - 0.125
+    """
+    from nbkit.claims import unpaired
+
+    low = [e - m for m, s, e in zip(start_means, start_stds, end_means) if s == 0 and m == 0]
+    high = [e - m for m, s, e in zip(start_means, start_stds, end_means) if s > 0]
+    if not low or not high:
+        return (
+            f"NOT CHECKED: need prompts of both kinds ({len(low)} started all wrong, {len(high)} with spread)"
+        )
+    return unpaired(
+        high, low, f"reward gain of {len(high)} prompts that started with spread minus {len(low)} that started "
+        f"all wrong"
+    )  # fmt: skip
+
+
+def claim_warmstart_helps(alone, warm) -> list:
+    """Razin et al.: a short SFT warm-start lowers the share of zero-std inputs, after which RL gains more. alone,
+    warm: two RftResults (or their probes) with the same RFT budget and probe prompts. Three paired
+    claims over probe prompts: zero std at the start (alone minus warm), RL's own gain (warm's minus alone's) and the
+    reward at the end (warm minus alone). -> [Claim, Claim, Claim]"""
+    from nbkit.claims import paired
+
+    a0, a_std, a1 = _first_last(alone)
+    w0, w_std, w1 = _first_last(warm)
+    zero_a, zero_w = [float(s == 0) for s in a_std], [float(s == 0) for s in w_std]
+    gain_a = [e - m for m, e in zip(a0, a1)]
+    gain_w = [e - m for m, e in zip(w0, w1)]
+    return [
+        paired(
+            zero_a, zero_w, "zero-std share of probe prompts at the start of RL, alone minus warm-started"
+        ),
+        paired(gain_w, gain_a, "reward gain during RL, warm-started minus alone"),
+        paired(w1, a1, "probe reward after RL, warm-started minus alone"),
+    ]
+
+
+def start_and_end(results) -> tuple[list, list, list]:
+    """(start means, start stds, end means) per probe prompt, pooled over several arms (RftResults or probes
+    frames), for `claim_low_std_slow_growth`."""
+    start_means, start_stds, end_means = [], [], []
+    for probes in map(_probes, results):
+        start_means += probes.iloc[0]["probe/prompt_mean"]
+        start_stds += probes.iloc[0]["probe/prompt_std"]
+        end_means += probes.iloc[-1]["probe/prompt_mean"]
+    return start_means, start_stds, end_means
+
+
+# ------------------------------------------------------------------------------------------------ arms side by side
+
+
+def probe_reward_table(results: dict):
+    """Held-out probe reward per probe step (rows) and arm (columns). results: {label: RftResult}."""
+    import pandas as pd
+
+    return pd.DataFrame({label: r.probes["probe/mean_reward"] for label, r in results.items()})
+
+
+SUMMARY_COLUMNS = ["probe_reward_start", "probe_reward_end", "probe_zero_std_start", "probe_zero_std_end",
+                   "train_reward_first5", "train_reward_last5", "seconds_per_step"]  # fmt: skip
+
+
+def summary_table(results: dict):
+    """One row per arm: probe reward and zero-std share at the start and the end, training reward, time per step,
+    and the share of trained groups with reward spread (with a zero-std filter: the groups it kept; else 1 minus
+    TRL's frac_reward_zero_std). results: {label: RftResult}."""
+    import pandas as pd
+
+    table = pd.DataFrame(
+        {label: {c: r.summary.get(c) for c in SUMMARY_COLUMNS} for label, r in results.items()}
+    ).T
+    table["groups_with_spread_trained"] = [
+        r.train["filter/informative_groups"].mean()
+        if "filter/informative_groups" in r.train
+        else 1 - r.train["frac_reward_zero_std"].mean()
+        for r in results.values()
+    ]
+    return table
