@@ -18,12 +18,13 @@ import copy
 import dataclasses
 import time
 
-from nbkit import star
-from nbkit.star import StarConfig
+from nbkit.experiments import star
+from nbkit.experiments.star import StarConfig
+from nbkit.models import load
 
 
 def accuracy(cfg, task, model, tok, test) -> dict:
-    ev = star._evaluate(cfg, task, model, tok, test, task.chat, world=1)
+    ev = star.evaluate(cfg, task, model, tok, test, task.chat)
     return {f"{d}-digit": round(a, 3) for d, a in sorted(ev["by_difficulty"].items())}
 
 
@@ -48,13 +49,13 @@ def main():
     records = [task.sft_record(ex) for ex in train]
     if args.replay_primer:
         records += star.primer_records(task, *star.seed_examples(cfg, task))
-    primer, tok = star.load_model(args.primer)
+    primer, tok = load(args.primer, dtype="float32")
     print(f"primer: {accuracy(cfg, task, primer, tok, test)}")
     rows = len(records)
     for lr in args.lr or [cfg.lr]:
         for steps in args.steps or [cfg.steps(1, rows)]:
             model, t0 = copy.deepcopy(primer), time.perf_counter()
-            star._sft(cfg, model, tok, records, steps, lr, None)  # leaves the model in eval mode
+            star.train(cfg, model, tok, records, steps, lr, None)  # leaves the model in eval mode
             took = time.perf_counter() - t0
             print(
                 f"gold rationales for {len(train)} problems{' + primer rows' if args.replay_primer else ''} "

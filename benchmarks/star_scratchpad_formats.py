@@ -26,8 +26,9 @@ import re
 import time
 
 import nbkit.tasks.arithmetic as arithmetic
-from nbkit import star
-from nbkit.star import StarConfig
+from nbkit.experiments import star
+from nbkit.experiments.star import StarConfig
+from nbkit.models import load
 
 NUMBERS = arithmetic.scratchpad
 _STEP = re.compile(r"(\d)\+(\d)(?:\+(\d))?=(\d+)")
@@ -53,7 +54,7 @@ def first_error(gold: str, got: str) -> str:
 
 
 def measure(cfg, task, model, tok, test) -> str:
-    ev = star._evaluate(cfg, task, model, tok, test, task.chat, world=1)
+    ev = star.evaluate(cfg, task, model, tok, test, task.chat)
     by = " ".join(f"{d}-digit {a:.0%}" for d, a in sorted(ev["by_difficulty"].items()))
     errors = collections.Counter(
         first_error(
@@ -81,14 +82,14 @@ def main():
         arithmetic.scratchpad = pad  # Arithmetic.make and .faithful look it up at call time
         task = star.build_task(cfg)
         test = star.held_out(task, cfg.test_problems)
-        model, tok = star.load_model(cfg.model)
+        model, tok = load(cfg.model, dtype="float32")
         t0 = time.perf_counter()
         records = star.primer_records(task, *star.seed_examples(cfg, task))
-        primer = star._sft(cfg, model, tok, records, None, cfg.primer_lr, None, epochs=cfg.primer_epochs)
+        primer = star.train(cfg, model, tok, records, None, cfg.primer_lr, None, epochs=cfg.primer_epochs)
         steps = primer.state.global_step
         print(f"[{label}] primer ({steps} steps): {measure(cfg, task, model, tok, test)}", flush=True)
         gold = task.train(args.problems or cfg.problems_per_iteration, salt="gold-ceiling")
-        star._sft(cfg, model, tok, [task.sft_record(ex) for ex in gold], cfg.steps(1), cfg.lr, None)
+        star.train(cfg, model, tok, [task.sft_record(ex) for ex in gold], cfg.steps(1), cfg.lr, None)
         print(
             f"[{label}] + gold rationales for {len(gold)} problems ({cfg.steps(1)} steps): "
             f"{measure(cfg, task, model, tok, test)} ({time.perf_counter() - t0:.0f} s)",

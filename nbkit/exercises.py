@@ -90,7 +90,7 @@ def _oracle_accuracy(rows):
 
 
 def _oracle_star_filter(first, hinted, answer):
-    from nbkit.star import filter_rationales
+    from nbkit.experiments.star import filter_rationales
     from nbkit.tasks import Arithmetic
 
     task = Arithmetic()
@@ -102,7 +102,7 @@ def _oracle_star_filter(first, hinted, answer):
 
 
 def _oracle_step_schedule(iteration, first=40, growth=0.2):
-    from nbkit.star import step_schedule as schedule
+    from nbkit.experiments.star import step_schedule as schedule
 
     return schedule(iteration, first, growth)
 

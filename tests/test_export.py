@@ -1,6 +1,5 @@
 """`nbkit runs export` / `import`: lineage carried, checksums verified, collisions refused or renamed (issue 15)."""
 
-import dataclasses
 import json
 import os
 import re
@@ -126,21 +125,23 @@ def test_not_an_export_is_one_line(tmp_path):
         export_runs(Registry(tmp_path / "runs"), ["ghost"], tmp_path / "y.tar")
 
 
-def test_an_imported_star_loop_resumes_with_no_recomputation_and_serves(tmp_path, monkeypatch):
+def test_an_imported_star_loop_resumes_with_no_recomputation_and_serves(tmp_path):
     """The instructor's path: run the loop, export it; the class imports it, resumes it, compares its runs."""
-    from nbkit import star
+    from nbkit.experiments import star
+    from nbkit.experiments.star import StarConfig
     from nbkit.serve import Catalog
-    from nbkit.star import StarConfig, run_star
 
-    def right_answers(cfg, model, tok, prompts, seed, desc, chat=True):  # the tiny model says nothing; this is right
+    def right_answers(
+        cfg, model, tok, prompts, seed, desc, chat=True
+    ):  # the tiny model says nothing; this is right
         sums = [re.search(r"(\d+) \+ (\d+)", p[-1]["content"] if chat else p).groups() for p in prompts]
         return [[f"Ones: some work.\nAnswer: {int(a) + int(b)}"] * cfg.samples_per_problem for a, b in sums]
 
-    cfg = dataclasses.replace(StarConfig.for_profile("smoke"), verbose=False)
+    cfg = StarConfig.for_profile(
+        "smoke", primer_epochs=1.0
+    )  # the fake sampler is right; the primer need not be
     teacher = Registry(tmp_path / "teacher" / "runs")
-    with monkeypatch.context() as m:
-        m.setattr(star, "_sample", right_answers)
-        first = run_star(cfg, teacher)
+    first = star.run(cfg, teacher, sample=right_answers)
     assert len(first.runs) == cfg.iterations + 1 >= 2  # the loop ran to its end: every iteration registered
     last = first.runs[-1]
     proc = nbkit("runs", "export", "smoke-star-iter*", "-o", tmp_path / "star.tar", "--runs", teacher.root)
@@ -157,11 +158,9 @@ def test_an_imported_star_loop_resumes_with_no_recomputation_and_serves(tmp_path
     def recompute(*args, **kwargs):
         raise AssertionError("resuming an imported loop recomputed a stage")
 
-    monkeypatch.setattr(star, "_sft", recompute)
-    monkeypatch.setattr(star, "_sample", recompute)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RegistryWarning)
-        again = run_star(cfg, student)
+        again = star.run(cfg, student, sample=recompute, train=recompute)
     assert again.runs == first.runs and again.frame().equals(first.frame())
     assert {p.name: p.stat().st_mtime_ns for p in student.root.iterdir()} == before
 

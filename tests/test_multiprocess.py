@@ -118,3 +118,40 @@ def test_budget_on_two_processes(tmp_path):
     # the base model, greedy, gathered in order: the same answers to the same problems
     base = sweep.names["base"]
     assert eval_rows(one, base) == eval_rows(two, base)
+
+
+def test_star_on_two_processes(tmp_path):
+    """Both registries start from the same primer (trained here, on one process, and copied): what follows it
+    before any training must match. Iteration 1's fine-tune then differs (batch_size is per process)."""
+    import shutil
+
+    from nbkit.experiments.star import StarConfig, run
+    from nbkit.runs import Registry
+
+    one, two = Registry(tmp_path / "one"), Registry(tmp_path / "two")
+    cfg = StarConfig.for_profile("smoke", name="mp", iterations=1)
+    result = run(cfg, one)
+    for name in ("base-tiny", "smoke-mp-primer"):
+        shutil.copytree(one.root / name, two.root / name)
+    proc = torchrun(
+        "star", "--profile", "smoke", "--name", "mp", "--iterations", "1", "--runs", str(two.root)
+    )
+    assert proc.stdout.count("smoke-mp-iter1: accuracy") == 1  # rank 0 alone reports
+    names = {"base-tiny", "smoke-mp-primer", "smoke-mp-iter0", "smoke-mp-iter1"}
+    assert registered(one) == registered(two) == names  # each run registered once
+
+    # the loop reached its gather and training step: something was kept
+    a, b = one.get("smoke-mp-iter1").summary, two.get("smoke-mp-iter1").summary
+    assert result.stopped is None and a["kept"] > 0
+    # the work was split: each rank sampled and evaluated its own contiguous shard
+    assert a["sampled_per_rank"] == [cfg.problems_per_iteration]
+    assert b["sampled_per_rank"] == [cfg.problems_per_iteration // 2] * 2
+    assert b["eval_per_rank"] == [cfg.test_problems // 2] * 2
+    # the same primer, greedy decoding, shards gathered in order: the same held-out answers at iteration 0, and
+    # the same problems kept (by their own answer or rationalized) with the same rationales in iteration 1
+    assert (one.root / "smoke-mp-iter0" / "eval.jsonl").read_text() == (
+        two.root / "smoke-mp-iter0" / "eval.jsonl"
+    ).read_text()
+    assert (a["correct"], a["rationalized"]) == (b["correct"], b["rationalized"])
+    kept = [(one if i == 0 else two).root / "smoke-mp-iter1" / "rationales.jsonl" for i in range(2)]
+    assert kept[0].read_text() == kept[1].read_text()

@@ -228,7 +228,7 @@ def test_experiment_on_a_folder_that_is_not_a_model_is_one_line_and_registers_no
     model = not_models / folder
     runs = tmp_path / "runs"
     if command == "star":
-        args = ["star", "--profile", "smoke", "--set", f"model={model}", "--runs", runs]
+        args = ["star", "--profile", "smoke", "--model", model, "--runs", runs]
     else:
         config = tmp_path / "c.yaml"
         config.write_text(f"profile: smoke\nmodel: {model}\n")

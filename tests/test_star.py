@@ -10,25 +10,27 @@ import re
 
 import pytest
 
-from nbkit import star
+from nbkit.cli import main
 from nbkit.errors import ConfigError
-from nbkit.runs import Registry
-from nbkit.star import (
+from nbkit.experiments import star
+from nbkit.experiments.star import (
     StarConfig,
     filter_rationales,
     iteration_stats,
-    run_star,
     split_rationale,
     step_schedule,
 )
+from nbkit.runs import Registry, RunError
 from nbkit.tasks import FIXTURES, Arithmetic
 
 CONFIGS = __import__("pathlib").Path(__file__).resolve().parent.parent / "configs"
 
 
 def smoke(**kw) -> StarConfig:
-    """The smoke profile with chat prompts (what most tests read); plain prompts are tested on their own."""
-    return dataclasses.replace(StarConfig.for_profile("smoke"), **{"task_args": {"digits": [1, 2, 3]}, **kw})
+    """The smoke profile with chat prompts on 1-3 digits (what most tests read; plain prompts are tested on their own),
+    12 problems, and a one-epoch primer (the fakes decide what is right, so the primer need not learn)."""
+    defaults = {"task_args": {"digits": [1, 2, 3]}, "problems_per_iteration": 12, "primer_epochs": 1.0}
+    return dataclasses.replace(StarConfig.for_profile("smoke"), **{**defaults, **kw})
 
 
 def _h(text: str) -> int:
@@ -45,7 +47,7 @@ def rationalizable(a: int, b: int) -> bool:
 
 
 class FakeSampler:
-    """Stands in for star._sample: answers from a hash of the question, records what it was asked."""
+    """Stands in for the `sample` stage: answers from a hash of the question, records what it was asked."""
 
     def __init__(self, always_wrong: bool = False, mention_hint: bool = False):
         self.calls: list[dict] = []
@@ -66,7 +68,7 @@ class FakeSampler:
 
 
 class NoTraining:
-    """Stands in for star._sft where the test is about the loop, not about TRL: returns the model untrained."""
+    """Stands in for the `train` stage where the test is about the loop, not about TRL: returns the model untrained."""
 
     def __init__(self):
         self.steps: list = []
@@ -77,17 +79,21 @@ class NoTraining:
 
 
 @pytest.fixture
-def fake(monkeypatch):
-    sampler = FakeSampler()
-    monkeypatch.setattr(star, "_sample", sampler)
-    return sampler
+def stages():
+    """The stage functions a test replaces, passed to star.run as parameters (empty: the real ones)."""
+    return {}
 
 
 @pytest.fixture
-def no_training(monkeypatch):
-    trainer = NoTraining()
-    monkeypatch.setattr(star, "_sft", trainer)
-    return trainer
+def fake(stages):
+    stages["sample"] = FakeSampler()
+    return stages["sample"]
+
+
+@pytest.fixture
+def no_training(stages):
+    stages["train"] = NoTraining()
+    return stages["train"]
 
 
 def expected_counts(cfg: StarConfig) -> tuple[int, int]:
@@ -159,7 +165,7 @@ def test_seed_examples_split_plain_and_hinted():
     assert len(plain) == len(hinted) == 4
     assert {ex.difficulty for ex in plain} <= {1, 2}  # easy problems, shown plainly
     assert max(ex.difficulty for ex in hinted) == 3  # hinted demonstrations span every digit count
-    fewshot = dataclasses.replace(cfg, seed="fewshot")
+    fewshot = dataclasses.replace(cfg, seeding="fewshot")
     plain, hinted = star.seed_examples(fewshot, star.build_task(fewshot))
     assert (len(plain), len(hinted)) == (8, 0)
 
@@ -217,11 +223,11 @@ def test_iteration_stats_golden():
         ({"problems_per_iteration": 0}, "problems_per_iteration must be >= 1"),
         ({"seed_examples": 0}, "seed_examples must be >= 1"),
         ({"task": "chess"}, "unknown task 'chess'"),
-        ({"seed": "magic"}, "seed must be 'primer' or 'fewshot'"),
+        ({"seeding": "magic"}, "seeding must be one of ['fewshot', 'primer']"),
         ({"temperature": -1.0}, "temperature must be >= 0"),
         ({"iterations": 0}, "iterations must be >= 1"),
         ({"primer_hints": 1.0}, "primer_hints is a share in [0, 1)"),
-        ({"keep": "steps"}, "keep must be 'answer', 'worked' or 'faithful'"),
+        ({"keep": "steps"}, "keep must be one of ['answer', 'faithful', 'worked']"),
         (
             {
                 "keep": "faithful",
@@ -232,23 +238,23 @@ def test_iteration_stats_golden():
         ),
     ],
 )
-def test_bad_config_fails_at_once(change, message, registry):
+def test_bad_config_fails_at_once(change, message, registry, stages):
     with pytest.raises(ConfigError, match=re.escape(message)):
-        run_star(smoke(**change), registry)
+        star.run(smoke(**change), registry, **stages)
     assert registry.names() == []  # nothing was registered before failing
 
 
-def test_task_without_rationales_needs_seed_rationales(registry):
+def test_task_without_rationales_needs_seed_rationales(registry, stages):
     cfg = smoke(task="multiple_choice", task_args={"source": str(FIXTURES / "commonsenseqa_sample.jsonl")})
     with pytest.raises(ConfigError, match="no seed examples"):
-        run_star(cfg, registry)
+        star.run(cfg, registry, **stages)
     with pytest.raises(ConfigError, match="does not exist"):
-        run_star(dataclasses.replace(cfg, seed_rationales="/nonexistent.jsonl"), registry)
+        star.run(dataclasses.replace(cfg, seed_rationales="/nonexistent.jsonl"), registry, **stages)
 
 
-def test_missing_task_file_is_a_config_error(registry):
+def test_missing_task_file_is_a_config_error(registry, stages):
     with pytest.raises(ConfigError, match="no such file"):
-        run_star(smoke(task="gsm8k", task_args={"source": "/nonexistent.jsonl"}), registry)
+        star.run(smoke(task="gsm8k", task_args={"source": "/nonexistent.jsonl"}), registry, **stages)
 
 
 def test_config_file_and_profiles(tmp_path):
@@ -273,10 +279,10 @@ def test_config_file_and_profiles(tmp_path):
 # ------------------------------------------------------------------------------------------------ the loop
 
 
-def test_loop_counts_lineage_and_records(fake, registry):
+def test_loop_counts_lineage_and_records(fake, registry, stages):
     """The one loop test that trains for real, through TRL's SFTTrainer."""
     cfg = smoke()
-    result = run_star(cfg, registry)
+    result = star.run(cfg, registry, **stages)
     n_correct, n_rationalized = expected_counts(cfg)
     assert result.stopped is None
     assert result.runs == ["smoke-star-iter0", "smoke-star-iter1", "smoke-star-iter2"]
@@ -287,7 +293,7 @@ def test_loop_counts_lineage_and_records(fake, registry):
     assert set(it1["by_difficulty"]) == {1, 2, 3}
     # every iteration restarts from the primer: lineage base -> primer -> iter i
     assert [r.name for r in registry.lineage("smoke-star-iter2")] == [
-        "smoke-star-base",
+        "base-tiny",
         "smoke-star-primer",
         "smoke-star-iter2",
     ]
@@ -312,9 +318,9 @@ def test_loop_counts_lineage_and_records(fake, registry):
     assert len(result.eval_rows(2)) == 6 and len(result.before_after(n=2)) == 2
 
 
-def test_no_rationalization_and_restart_off(fake, no_training, registry):
+def test_no_rationalization_and_restart_off(fake, no_training, registry, stages):
     cfg = smoke(rationalization=False, restart_from_base=False, name="norat")
-    result = run_star(cfg, registry)
+    result = star.run(cfg, registry, **stages)
     n_correct, _ = expected_counts(cfg)
     assert result.iterations[1]["rationalized"] == 0 and result.iterations[1]["correct"] == n_correct
     assert [c["desc"] for c in fake.calls] == ["iter 1: rationales", "iter 2: rationales"]
@@ -322,13 +328,12 @@ def test_no_rationalization_and_restart_off(fake, no_training, registry):
     assert registry.get("smoke-norat-iter2").parent == "smoke-norat-iter1"  # continues from the latest
 
 
-def test_reuses_a_primer_and_its_evaluation(monkeypatch, fake, no_training, registry):
+def test_reuses_a_primer_and_its_evaluation(fake, no_training, registry, stages):
     evaluated = []
-    real = star._evaluate
-    monkeypatch.setattr(star, "_evaluate", lambda *a, **k: evaluated.append(1) or real(*a, **k))
-    first = run_star(smoke(iterations=1), registry)
+    stages["evaluate"] = lambda *a, **k: evaluated.append(1) or star.evaluate(*a, **k)
+    first = star.run(smoke(iterations=1), registry, **stages)
     assert len(evaluated) == 2  # the primer (iteration 0) and iteration 1
-    result = run_star(smoke(iterations=1, name="again", primer="smoke-star-primer"), registry)
+    result = star.run(smoke(iterations=1, name="again", primer="smoke-star-primer"), registry, **stages)
     assert len(evaluated) == 3  # iteration 0 reused the first loop's evaluation of the same primer
     assert result.iterations[0]["accuracy"] == first.iterations[0]["accuracy"]
     assert result.seed_run == "smoke-star-primer"
@@ -336,9 +341,9 @@ def test_reuses_a_primer_and_its_evaluation(monkeypatch, fake, no_training, regi
     assert registry.get("smoke-again-iter1").parent == "smoke-star-primer"
 
 
-def test_no_correct_rationale_stops_with_an_explanation(monkeypatch, no_training, registry):
-    monkeypatch.setattr(star, "_sample", FakeSampler(always_wrong=True))
-    result = run_star(smoke(), registry)
+def test_no_correct_rationale_stops_with_an_explanation(no_training, registry, stages):
+    stages["sample"] = FakeSampler(always_wrong=True)
+    result = star.run(smoke(), registry, **stages)
     assert result.stopped.startswith("iteration 1: none of the 12 problems got a correct rationale")
     assert "even with the answer as a hint" in result.stopped
     assert result.runs == ["smoke-star-iter0"]
@@ -346,7 +351,7 @@ def test_no_correct_rationale_stops_with_an_explanation(monkeypatch, no_training
     assert "stopped early" in result.say()
 
 
-def test_resumes_after_an_interruption(monkeypatch, fake, registry):
+def test_resumes_after_an_interruption(fake, registry, stages):
     untrained = NoTraining()
     calls = {"n": 0}
 
@@ -356,11 +361,11 @@ def test_resumes_after_an_interruption(monkeypatch, fake, registry):
             raise KeyboardInterrupt
         return untrained(*a, **k)
 
-    monkeypatch.setattr(star, "_sft", flaky_sft)
+    stages["train"] = flaky_sft
     with pytest.raises(KeyboardInterrupt):
-        run_star(smoke(), registry)
+        star.run(smoke(), registry, **stages)
     assert registry.names() == [
-        "smoke-star-base",
+        "base-tiny",
         "smoke-star-iter0",
         "smoke-star-iter1",
         "smoke-star-primer",
@@ -369,23 +374,23 @@ def test_resumes_after_an_interruption(monkeypatch, fake, registry):
     first = registry.get("smoke-star-iter1").summary
 
     fake.calls.clear()
-    result = run_star(smoke(), registry)
+    result = star.run(smoke(), registry, **stages)
     # only iteration 2 is redone: its samples, drawn before the interruption, are read back; it trains again
     assert fake.calls == [] and calls["n"] == 4
     assert result.runs[-1] == "smoke-star-iter2" and result.iterations[1]["accuracy"] == first["accuracy"]
     # a finished loop reruns without sampling or training, and can be extended
     fake.calls.clear()
-    assert run_star(smoke(), registry).runs == result.runs and fake.calls == []
-    assert run_star(smoke(iterations=3), registry).runs[-1] == "smoke-star-iter3"
+    assert star.run(smoke(), registry, **stages).runs == result.runs and fake.calls == []
+    assert star.run(smoke(iterations=3), registry, **stages).runs[-1] == "smoke-star-iter3"
     # a changed config may not silently mix with the old iterations
-    with pytest.raises(ConfigError, match="different config .lr"):
-        run_star(smoke(lr=0.5), registry)
+    with pytest.raises(RunError, match="different config .lr"):
+        star.run(smoke(lr=0.5), registry, **stages)
 
 
-def test_fewshot_seed_prompts_with_the_seed_examples(fake, no_training, registry):
-    result = run_star(smoke(seed="fewshot", seed_examples=2, iterations=1), registry)
-    assert result.seed_run == "smoke-star-base"
-    assert registry.get("smoke-star-iter1").parent == "smoke-star-base"
+def test_fewshot_seed_prompts_with_the_seed_examples(fake, no_training, registry, stages):
+    result = star.run(smoke(seeding="fewshot", seed_examples=2, iterations=1), registry, **stages)
+    assert result.seed_run == "base-tiny"
+    assert registry.get("smoke-star-iter1").parent == "base-tiny"
     chat = fake.calls[0]["chats"][0]
     assert len(chat) == 5 and chat[1]["role"] == "assistant" and "Answer:" in chat[1]["content"]
 
@@ -396,22 +401,9 @@ def test_fewshot_seed_prompts_with_the_seed_examples(fake, no_training, registry
 def test_cli_gsm8k_and_multiple_choice_fixtures(tmp_path, capsys):
     """Real sampling with the tiny model: nothing is correct, so each loop ends after the seed with a reason."""
     gsm = str(FIXTURES / "gsm8k_sample.jsonl")
-    code = star.cli(
-        [
-            "star",
-            "--config",
-            str(CONFIGS / "star_gsm8k.yaml"),
-            "--profile",
-            "smoke",
-            "--runs",
-            str(tmp_path),
-            "--set",
-            f"task_args={{source: {gsm}}}",
-            "--set",
-            "seed_examples=4",
-            "--set",
-            "max_new_tokens=8",
-        ]
+    code = main(
+        ["star", "--config", str(CONFIGS / "star_gsm8k.yaml"), "--profile", "smoke", "--runs", str(tmp_path)]
+        + ["--task_args", f"{{source: {gsm}}}", "--seed_examples", "4", "--max_new_tokens", "8"]
     )
     out = capsys.readouterr().out
     assert code == 0 and "smoke-gsm8k-iter0" in out and "stopped early: iteration 1" in out
@@ -419,7 +411,7 @@ def test_cli_gsm8k_and_multiple_choice_fixtures(tmp_path, capsys):
     primer = reg.get("smoke-gsm8k-primer").summary
     assert (primer["seed_examples"], primer["hinted_examples"], primer["records"]) == (2, 2, 4)
     csqa = str(FIXTURES / "commonsenseqa_sample.jsonl")
-    code = star.cli(
+    code = main(
         [
             "star",
             "--config",
@@ -428,17 +420,14 @@ def test_cli_gsm8k_and_multiple_choice_fixtures(tmp_path, capsys):
             "smoke",
             "--runs",
             str(tmp_path),
-            "--set",
-            f"task_args={{source: {csqa}}}",
         ]
+        + ["--task_args", f"{{source: {csqa}}}"]
     )
     assert code == 0 and "smoke-csqa-iter0" in capsys.readouterr().out
-    assert reg.get("smoke-csqa-iter0").parent == "smoke-csqa-base"  # the paper's few-shot seed, no primer
+    assert reg.get("smoke-csqa-iter0").parent == "base-tiny"  # the paper's few-shot seed, no primer
 
 
 def test_cli_bad_input_is_one_line(tmp_path, capsys):
-    from nbkit.cli import main
-
     f = tmp_path / "bad.yaml"
     f.write_text("profile: smoke\nproblems_per_iteration: 0\n")
     assert main(["star", "--config", str(f), "--runs", str(tmp_path)]) == 2
@@ -447,24 +436,24 @@ def test_cli_bad_input_is_one_line(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_cpu_profile_learns_addition(tmp_path):
+def test_cpu_profile_learns_addition(tmp_path, stages):
     """The real thing (about 15 minutes on 2 cores): 3-digit accuracy rises from near 0 across iterations."""
-    result = run_star(StarConfig.for_profile("cpu"), Registry(tmp_path))
+    result = star.run(StarConfig.for_profile("cpu"), Registry(tmp_path), **stages)
     d3 = [s["by_difficulty"][3] for s in result.iterations]
     assert result.stopped is None and len(d3) >= 4
     assert d3[0] < 0.2 and d3[1] >= 0.5 and d3[-1] > d3[1]
 
 
-def test_replay_seed_and_epochs_train_on_kept_plus_primer_rows(fake, registry, monkeypatch):
+def test_replay_seed_and_epochs_train_on_kept_plus_primer_rows(fake, registry, stages):
     seen = []
 
     def record(cfg, model, tok, records, steps, lr, writer, epochs=1.0):
         seen.append((len(records), steps))
         return type("Trainer", (), {"model": model})()
 
-    monkeypatch.setattr(star, "_sft", record)
+    stages["train"] = record
     cfg = smoke(iterations=1, replay_seed=True, train_epochs=2.0, batch_size=4, name="replay")
-    result = run_star(cfg, registry)
+    result = star.run(cfg, registry, **stages)
     primer_rows = cfg.seed_examples  # plain + hinted, each one row
     kept = result.iterations[1]["kept"]
     assert seen[0] == (primer_rows, None)  # the primer itself trains by epochs
@@ -478,17 +467,17 @@ def test_replay_seed_and_epochs_train_on_kept_plus_primer_rows(fake, registry, m
     assert sources.count("primer") == primer_rows
 
 
-def test_plain_prompts_sample_without_the_chat_template_and_train_on_strings(fake, registry, monkeypatch):
+def test_plain_prompts_sample_without_the_chat_template_and_train_on_strings(fake, registry, stages):
     seen = []
 
     def record(cfg, model, tok, records, steps, lr, writer, epochs=1.0):
         seen.append(records)
         return type("Trainer", (), {"model": model})()
 
-    monkeypatch.setattr(star, "_sft", record)
+    stages["train"] = record
     args = {"digits": [1, 2], "scratchpad": "columns", "prompt": "plain"}
     cfg = smoke(iterations=1, task_args=args, name="plain")
-    result = run_star(cfg, registry)
+    result = star.run(cfg, registry, **stages)
     assert fake.calls and all(call["chat"] is False for call in fake.calls)
     assert all(
         isinstance(p, str) and p.startswith("Question: ") for call in fake.calls for p in call["chats"]
@@ -506,14 +495,14 @@ def test_lr_schedule_is_checked():
         star.validate(smoke(lr_schedule="cosine"))
 
 
-def test_the_worked_filter_drops_a_bare_answer_and_the_result_counts_them(fake, registry):
+def test_the_worked_filter_drops_a_bare_answer_and_the_result_counts_them(fake, registry, stages):
     task = Arithmetic()
     ex = task.make(47, 85)
     bare, wrong_steps = "Answer: 132", "4+8=13, write 3.\nAnswer: 132"
     assert filter_rationales(task, [ex], [[bare, wrong_steps]])[0] == [(ex, "")]  # the paper's keeps it
     assert filter_rationales(task, [ex], [[bare, wrong_steps]], worked=True)[0] == [(ex, "4+8=13, write 3.")]
     assert filter_rationales(task, [ex], [[bare]], worked=True) == ([], [ex])
-    result = run_star(smoke(iterations=1, name="work"), registry)
+    result = star.run(smoke(iterations=1, name="work"), registry, **stages)
     it1 = result.iterations[1]
     assert it1["correct"] > 0 and it1["unworked_correct"] == 0  # the fake sampler always shows some work
     work = result.work_frame()
@@ -524,13 +513,15 @@ def test_the_worked_filter_drops_a_bare_answer_and_the_result_counts_them(fake, 
     assert sorted(work["iteration"].unique()) == [0, 1]
 
 
-def test_arms_from_the_same_primer_reuse_its_samples(fake, registry):
-    first = run_star(smoke(iterations=1, name="a"), registry)
+def test_arms_from_the_same_primer_reuse_its_samples(fake, registry, stages):
+    first = star.run(smoke(iterations=1, name="a"), registry, **stages)
     calls = len(fake.calls)
-    arm = run_star(smoke(iterations=1, name="b", rationalization=False, primer=first.seed_run), registry)
+    arm = star.run(
+        smoke(iterations=1, name="b", rationalization=False, primer=first.seed_run), registry, **stages
+    )
     assert len(fake.calls) == calls  # the same model, prompts and settings: read back, not sampled again
     assert arm.iterations[1]["correct"] == first.iterations[1]["correct"]
-    run_star(smoke(iterations=1, name="c", max_new_tokens=9, primer=first.seed_run), registry)
+    star.run(smoke(iterations=1, name="c", max_new_tokens=9, primer=first.seed_run), registry, **stages)
     assert len(fake.calls) > calls  # other settings sample afresh
     assert list((registry.root / ".cache" / "star-samples").glob("*.json"))
     assert [r.name for r in registry.list() if r.name.startswith(".")] == []

@@ -1,3 +1,92 @@
-"""TRANSITIONAL: replaced when star moves into this subpackage (see nbkit/experiments/__init__.py)."""
+"""STaR (Zelikman et al., 2022): bootstrap a model's reasoning from its own rationales that reach the right answer.
 
-from nbkit.star import cli  # noqa: F401
+One iteration of the loop (nbkit/experiments/star/run.py):
+1. sample a rationale for every training problem with the latest model;
+2. keep those whose final answer is correct;
+3. rationalization: for the failures, sample again with the correct answer given as a hint, keep those that now
+   reach it, and store them *without* the hint;
+4. fine-tune the seed model (not the latest one: the paper restarts every iteration) on everything kept, for a step
+   count that grows 20% per iteration (40 steps in the first);
+5. evaluate on held-out problems, register the checkpoint as a run, repeat.
+
+What this simplifies relative to the paper:
+- Seeding. The paper prompts GPT-J with a few rationale examples. A 135M model cannot pick up a scratchpad format
+  from a prompt (measured: 0% on 2-digit addition; the paper reports the same for GPT-2), so the default seed is a
+  small SFT *primer* on <= 64 rationale examples of easy problems, registered as its own run; each iteration then
+  restarts from the primer. `seeding="fewshot"` keeps the paper's prompt seed for capable models.
+- Scale. Hundreds of problems and tens of steps instead of 10,000 problems and GPT-J; PROFILES scales them.
+- A rationalization that mentions the hint is dropped, since it would be trained without the hint.
+
+Every iteration is a registered run ("<profile>-<name>-iter<i>", parent: the primer) holding its checkpoint, the
+kept rationales (rationales.jsonl), the held-out completions (eval.jsonl) and a summary: tried, correct,
+rationalized, fraction of the train set used, accuracy overall and per difficulty, seconds. Iteration 0 is the seed
+model itself (no checkpoint of its own). A rerun continues after the last registered iteration.
+
+    from nbkit.experiments.star import StarConfig, run
+    result = run(StarConfig.for_profile("cpu"))
+    result.frame()                          # one row per iteration
+
+    nbkit star --config configs/star_arithmetic.yaml [--iterations 5] [--runs DIR]
+    torchrun --nproc_per_node 2 -m nbkit.cli star --profile smoke    # every rank samples and evaluates its shard
+"""
+
+from nbkit.experiments.star.config import PROFILES, RESUMABLE_CHANGES, StarConfig, step_schedule, validate
+from nbkit.experiments.star.data import (
+    build_task,
+    faithful_counts,
+    filter_rationales,
+    held_out,
+    iteration_stats,
+    primer_records,
+    seed_examples,
+    split_rationale,
+    train_problems,
+)
+from nbkit.experiments.star.result import (
+    StarResult,
+    claim_accuracy_rises,
+    claim_difficulty_rises,
+    claim_rationalization_uses_more,
+    claims,
+    compare_arms,
+    correct_vector,
+    plot,
+    plot_kept,
+    plot_work,
+)
+from nbkit.experiments.star.run import Loop, evaluate, run, sample, train
+
+Config = StarConfig
+
+__all__ = [
+    "Config",
+    "Loop",
+    "PROFILES",
+    "RESUMABLE_CHANGES",
+    "StarConfig",
+    "StarResult",
+    "build_task",
+    "claim_accuracy_rises",
+    "claim_difficulty_rises",
+    "claim_rationalization_uses_more",
+    "claims",
+    "compare_arms",
+    "correct_vector",
+    "evaluate",
+    "faithful_counts",
+    "filter_rationales",
+    "held_out",
+    "iteration_stats",
+    "plot",
+    "plot_kept",
+    "plot_work",
+    "primer_records",
+    "run",
+    "sample",
+    "seed_examples",
+    "split_rationale",
+    "step_schedule",
+    "train",
+    "train_problems",
+    "validate",
+]

@@ -1,0 +1,443 @@
+"""STaR's loop, as named stages. `run` strings them together; each stage is a method of `Loop` (the state one run
+shares: config, registry, task, data, the models it holds) and calls the three model-facing stage functions it was
+given: `sample`, `train` and `evaluate`. Tests pass fakes for those three instead of patching anything.
+
+    primer      SFT of the base model on the seed rationales (skipped when seeding="fewshot" or `primer` names one)
+    seed_eval   iteration 0: the seed model on the held-out problems
+    collect     one rationale per train problem, the filter, rationalization of the failures with the answer as a hint
+    fine_tune   SFT of the seed model on everything kept, then the held-out evaluation; registers iteration i
+
+Several processes (`torchrun` / `accelerate launch`): every rank samples and evaluates its own contiguous shard of the
+problems (`nbkit.dist.shard`), the kept rationales and the evaluation rows are gathered in problem order, every rank
+trains (data-parallel) on the same rows, and only rank 0 writes the registry.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import dataclasses
+import hashlib
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from nbkit import dist, live
+from nbkit.errors import ConfigError
+from nbkit.experiments.star.config import RESUMABLE_CHANGES, StarConfig, upgrade
+from nbkit.experiments.star.data import (
+    build_task,
+    faithful_counts,
+    filter_rationales,
+    held_out,
+    iteration_stats,
+    primer_records,
+    seed_examples,
+    train_problems,
+)
+from nbkit.experiments.star.result import StarResult
+from nbkit.runs import read_jsonl, write_jsonl
+
+# ---------------------------------------------------------------------------------- the model-facing stage functions
+
+
+def sample(
+    cfg: StarConfig, model, tok, prompts: list, seed: int, desc: str, chat: bool = True
+) -> list[list[str]]:
+    """cfg.samples_per_problem completions per prompt, shape (n_prompts, k); `chat`: prompts are messages."""
+    from nbkit.sampling import sample as generate
+
+    if not prompts:
+        return []
+    opts = dict(
+        temperature=cfg.temperature, batch_size=cfg.sample_batch_size, progress=cfg.verbose, desc=desc
+    )
+    return generate(
+        model, tok, prompts, cfg.samples_per_problem, cfg.max_new_tokens, seed=seed, chat=chat, **opts
+    ).texts()
+
+
+def train(
+    cfg: StarConfig,
+    model,
+    tok,
+    records: list[dict],
+    steps: int | None,
+    lr: float,
+    writer,
+    epochs: float = 1.0,
+):
+    """TRL's SFTTrainer through nbkit.train.sft (returns the trainer); batches of similar length pad less."""
+    from nbkit.train import sft
+
+    opts = dict(disable_tqdm=not cfg.verbose, train_sampling_strategy="group_by_length")
+    if cfg.lr_schedule != "constant":
+        opts["lr_scheduler_type"] = cfg.lr_schedule
+    model.train()
+    return sft(model, tok, records, steps, epochs, lr, cfg.batch_size, run=writer, seed=cfg.seed, **opts)
+
+
+def evaluate(cfg: StarConfig, task, model, tok, test: list, chat) -> dict:
+    """Greedy held-out accuracy; under several processes each rank evaluates its shard and the rows are gathered
+    in the test set's order."""
+    from nbkit.tasks.base import accuracy_table
+
+    opts = dict(max_new_tokens=cfg.max_new_tokens, batch_size=cfg.sample_batch_size, progress=cfg.verbose)
+    mine = dist.shard(test)
+    rows = dist.gather(task.evaluate(model, tok, mine, messages=chat, **opts)["rows"])
+    return {**accuracy_table(rows), "rows": rows, "per_rank": dist.gather([len(mine)])}
+
+
+# ------------------------------------------------------------------------------------------------------ the loop
+
+
+def run(
+    cfg: StarConfig,
+    registry=None,
+    *,
+    sample: Callable = sample,
+    train: Callable = train,
+    evaluate: Callable = evaluate,
+) -> StarResult:
+    """Run (or resume) the STaR loop described by `cfg`; returns every iteration's summary (on every process)."""
+    from nbkit.runs import Registry
+
+    loop = Loop.start(cfg, registry or Registry(), sample, train, evaluate)
+    loop.primer()
+    loop.seed_eval()
+    summaries, names = [loop.summary_of(cfg.run_name(0))], [cfg.run_name(0)]
+    stopped, current = None, loop.seed_run
+    for i in range(1, cfg.iterations + 1):
+        name = cfg.run_name(i)
+        if not dist.broadcast(loop.reg.exists(name)):
+            kept, rationalized, stats = loop.collect(i, current)
+            if stats["kept"] == 0:
+                stopped = loop.nothing_kept(i, current, stats)
+                break
+            loop.fine_tune(i, current, kept, rationalized, stats)
+        summaries.append(loop.summary_of(name))  # done now, or in an earlier session: resume after it
+        names.append(name)
+        current = name
+    return loop.result(summaries, names, stopped)
+
+
+@dataclass
+class Loop:
+    """What the stages of one STaR run share."""
+
+    cfg: StarConfig
+    reg: object  # nbkit.runs.Registry
+    task: object
+    plain: list  # seed examples, and those the primer sees with a hint
+    hinted: list
+    problems: list  # the train set every iteration goes over
+    test: list
+    stages: dict[str, Callable]  # sample, train, evaluate
+    base: str = ""
+    seed_run: str = ""
+    device: str = "auto"
+    held: dict = field(default_factory=dict)  # run name -> (model, tokenizer) this process holds
+    t0: tuple = (0.0, 0.0)  # when the current iteration started (wall, CPU)
+
+    @classmethod
+    def start(cls, cfg: StarConfig, reg, sample, train, evaluate) -> Loop:
+        """Check the config against the registry, draw the data, register the base run."""
+        from nbkit.runs import base_run
+
+        task = build_task(cfg)
+        if cfg.keep == "faithful" and task.faithful(task.train(1)[0], "") is None:
+            raise ConfigError(
+                f"keep='faithful' needs a task that can check each step; {cfg.task} cannot (use 'answer')"
+            )
+        if cfg.primer and not reg.exists(cfg.primer):
+            raise ConfigError(
+                f"primer run {cfg.primer!r} is not in {reg.root}; leave primer empty to train one"
+            )
+        for i in range(cfg.iterations + 1):
+            reg.reuse(
+                cfg.run_name(i), dataclasses.asdict(cfg), RESUMABLE_CHANGES, within="star", upgrade=upgrade
+            )
+        plain, hinted = seed_examples(cfg, task)
+        problems, test = train_problems(cfg, task, plain + hinted), held_out(task, cfg.test_problems)
+        stages = dict(sample=sample, train=train, evaluate=evaluate)
+        loop = cls(cfg, reg, task, plain, hinted, problems, test, stages)
+        loop.device = str(dist.state().device) if dist.world() > 1 else "auto"
+        loop.base = base_run(reg, cfg.model) if dist.is_main() else f"base-{cfg.model}"
+        loop.seed_run = loop.base if cfg.seeding == "fewshot" else (cfg.primer or cfg.run_name("primer"))
+        dist.barrier()  # the base run is registered
+        return loop
+
+    # --- stages ---------------------------------------------------------------------------------------------
+
+    def primer(self) -> None:
+        """SFT of the base model on the seed rationales (with `primer_hints` of them hinted) -> the primer run."""
+        cfg, plain, hinted = self.cfg, self.plain, self.hinted
+        if dist.broadcast(self.reg.exists(self.seed_run)):
+            return
+        self.say(
+            f"[star] primer: SFT on {len(plain)} seed rationales + {len(hinted)} with a hint -> {self.seed_run}"
+        )
+        t0, (model, tok) = _now(), self.model_of(self.base)
+        records = primer_records(self.task, plain, hinted)
+        with self.writer(self.seed_run, "star-primer", self.base, {"model": cfg.model}) as writer:
+            trainer = self.stages["train"](
+                cfg, model, tok, records, None, cfg.primer_lr, writer, cfg.primer_epochs
+            )
+            model = trainer.model
+            counts = dict(seed_examples=len(plain), hinted_examples=len(hinted), records=len(records))
+            self.save(writer, model, tok, {"rationales.jsonl": records}, **counts, **_since(t0))
+        self.held.pop(self.base)
+        self.held[self.seed_run] = (model, tok)
+        dist.barrier()
+
+    def seed_eval(self) -> None:
+        """Iteration 0: the seed model on the held-out problems (read back from another loop's, when it has one)."""
+        cfg, name = self.cfg, self.cfg.run_name(0)
+        if dist.broadcast(self.reg.exists(name)):
+            return
+        t0 = _now()
+        ev = dist.broadcast(self.earlier_seed_eval() if dist.is_main() else None)
+        ev = ev or self.stages["evaluate"](
+            cfg, self.task, *self.model_of(self.seed_run), self.test, self.chat
+        )
+        self.say(
+            f"[star] iteration 0 (seed {self.seed_run}): held-out accuracy {ev['accuracy']:.1%} {_fmt(ev)}"
+        )
+        source = cfg.model if self.seed_run == self.base else self.reg.get(self.seed_run).model_source
+        with self.writer(name, "star-iteration", self.seed_run, {"model": source, "iteration": 0}) as writer:
+            self.save(
+                writer, None, None, {"eval.jsonl": ev["rows"]}, iteration=0, **_eval_summary(ev), **_since(t0)
+            )
+        dist.barrier()
+
+    def collect(self, i: int, current: str) -> tuple[list, list, dict]:
+        """Steps 1-3 of iteration i: this process's shard of the problems gets a rationale from the latest model,
+        kept when its answer is right; the failures are retried with the answer as a hint. Gathered over ranks."""
+        cfg, task = self.cfg, self.task
+        self.t0, (model, tok) = _now(), self.model_of(current)  # the iteration's clock starts here
+        mine = dist.shard(self.problems)
+        texts = self.sample_once(
+            current, model, tok, [self.chat(ex) for ex in mine], 1000 * cfg.seed + i, f"iter {i}: rationales"
+        )
+        rule = dict(faithful=cfg.keep == "faithful", worked=cfg.keep == "worked")
+        kept, failed = filter_rationales(task, mine, texts, **rule)
+        live.record_samples(task, mine, texts)  # the live view of a notebook cell, if any
+        rationalized = []
+        if cfg.rationalization and failed:
+            prompts, seed = [self.chat(ex, hint=ex.answer) for ex in failed], 1000 * cfg.seed + 500 + i
+            texts = self.sample_once(current, model, tok, prompts, seed, f"iter {i}: rationalizing")
+            rationalized, _ = filter_rationales(task, failed, texts, hinted=True, **rule)
+        kept, rationalized = dist.gather(kept), dist.gather(rationalized)
+        stats = iteration_stats(len(self.problems), len(kept), len(rationalized))
+        stats["kept_by_difficulty"] = _count_by_difficulty([ex for ex, _ in kept + rationalized])
+        stats |= faithful_counts(task, kept, rationalized)
+        stats["unworked_correct"] = sum(not r.strip() for _, r in kept)
+        stats["unworked_rationalized"] = sum(not r.strip() for _, r in rationalized)
+        stats["sampled_per_rank"] = dist.gather([len(mine)])
+        stats["seconds_sampling"] = _since(self.t0)["seconds"]
+        faithful = ""
+        if "faithful_correct" in stats:
+            faithful = (
+                f"; right at every step: {stats['faithful_correct']} and {stats['faithful_rationalized']}"
+            )
+        self.say(
+            f"[star] iteration {i}: {stats['correct']}/{stats['tried']} correct, {stats['rationalized']} "
+            f"rationalized -> training on {stats['kept']} ({stats['used_fraction']:.0%} of the train set){faithful}"
+        )
+        return kept, rationalized, stats
+
+    def fine_tune(self, i: int, current: str, kept: list, rationalized: list, stats: dict) -> None:
+        """Steps 4-5 of iteration i: SFT of the seed model (paper: restart every iteration) on everything kept,
+        then the held-out evaluation; registers iteration i."""
+        cfg, task = self.cfg, self.task
+        records = [dict(task.sft_record(ex, r), source="direct") for ex, r in kept]
+        records += [dict(task.sft_record(ex, r), source="rationalized") for ex, r in rationalized]
+        if cfg.replay_seed and cfg.seeding != "fewshot":
+            records += [dict(r, source="primer") for r in primer_records(task, self.plain, self.hinted)]
+        start = self.seed_run if cfg.restart_from_base else current
+        model, tok = self.model_of(start)
+        student = copy.deepcopy(model) if cfg.restart_from_base else model
+        steps, name = cfg.steps(i, len(records)), cfg.run_name(i)
+        with self.writer(
+            name, "star-iteration", start, {"model": cfg.model, "iteration": i, "steps": steps}
+        ) as w:
+            t1 = _now()
+            rows = [{k: v for k, v in r.items() if k in {"prompt", "completion"}} for r in records]
+            model = self.stages["train"](cfg, student, tok, rows, steps, cfg.lr, w).model
+            stats["seconds_training"], t2 = _since(t1)["seconds"], _now()
+            ev = self.stages["evaluate"](cfg, task, model, tok, self.test, task.chat)
+            live.note("held-out accuracy", ev["accuracy"])
+            examples = {
+                "direct": [_show(task, *k) for k in kept[:2]],
+                "rationalized": [_show(task, *r) for r in rationalized[:2]],
+            }
+            summary = {"iteration": i, "steps": steps, **stats, **_eval_summary(ev)}
+            summary |= {"seconds_eval": _since(t2)["seconds"], **_since(self.t0), "examples": examples}
+            self.say(
+                f"[star] iteration {i}: {steps} steps, held-out accuracy {ev['accuracy']:.1%} {_fmt(ev)}, "
+                f"{summary['seconds']:.0f} s"
+            )
+            self.save(w, model, tok, {"rationales.jsonl": records, "eval.jsonl": ev["rows"]}, **summary)
+        dist.barrier()
+        if current != self.seed_run:
+            self.held.pop(current, None)
+        self.held[name] = (model, tok)
+
+    def nothing_kept(self, i: int, current: str, stats: dict) -> str:
+        """Why the loop stops: iteration i kept nothing to fine-tune on."""
+        why = (
+            f"iteration {i}: none of the {stats['tried']} problems got a correct rationale"
+            + (" even with the answer as a hint" if self.cfg.rationalization else "")
+            + f", so there is nothing to fine-tune on and the loop stops. The model ({current}) cannot yet "
+            "write what the answer check reads: prime it with more seed examples or epochs, use easier "
+            "problems, sample more (samples_per_problem, temperature), or start from a larger model."
+        )
+        self.say(f"[star] {why}")
+        return why
+
+    # --- what the stages share -----------------------------------------------------------------------------
+
+    def say(self, *args) -> None:
+        if self.cfg.verbose and dist.is_main():
+            print(*args)
+
+    def chat(self, ex, hint=None):
+        """The prompt of one problem: the task's chat (or plain) prompt, or the few-shot prompt of the paper."""
+        if self.cfg.seeding == "fewshot":
+            return self.task.fewshot(self.plain, ex, hint)
+        return self.task.chat(ex, hint)
+
+    def model_of(self, run_name: str):
+        """(model, tokenizer) of a registered run (the base run: the config's model), loaded once."""
+        if run_name not in self.held:
+            from nbkit.models import load
+
+            source = self.cfg.model if run_name == self.base else self.reg.get(run_name).model_source
+            self.held[run_name] = load(source, dtype="float32", device=self.device)
+        return self.held[run_name]
+
+    def writer(self, name: str, kind: str, parent: str | None, config: dict):
+        """A new registry run on rank 0 (its config holds the whole StarConfig under "star"); elsewhere nothing."""
+        if not dist.is_main():
+            return contextlib.nullcontext()
+        config = {**config, "star": dataclasses.asdict(self.cfg)}
+        return self.reg.create(name, kind=kind, config=config, parent=parent)
+
+    def save(self, writer, model, tok, files: dict[str, list[dict]], **summary) -> None:
+        """A run's checkpoint, jsonl files, final metrics and summary (rank 0 only: the others have no writer)."""
+        if writer is None:
+            return
+        if model is not None:
+            writer.save_model(model, tok)
+        for filename, rows in files.items():
+            write_jsonl(writer.path / filename, rows)
+        metrics = {f"eval/{k}": v for k, v in summary.items() if isinstance(v, (int, float))}
+        writer.log(metrics, step=summary.get("steps"))
+        writer.set_summary(**summary)
+
+    def sample_once(self, source: str, model, tok, prompts: list, seed: int, desc: str) -> list[list[str]]:
+        """The `sample` stage, remembered in the registry (.cache/star-samples/): the arms of an ablation that start
+        from the same registered model, with the same prompts, seed and sampling settings, get the same completions
+        without sampling again (the 01 notebook's two arms save about 3 minutes on 2 cores). Only a single process
+        uses it (under several, each rank's shard differs, and only rank 0 writes to the registry). A cache that
+        cannot be read or written costs time, never a result."""
+        cfg, chat = self.cfg, self.task.uses_chat
+        if dist.world() > 1:
+            return self.stages["sample"](cfg, model, tok, prompts, seed, desc, chat)
+        record = Path(self.reg.root) / source / "run.json"
+        identity = (
+            record.read_text() if record.exists() else source
+        )  # a run re-created under the same name differs
+        settings = [
+            cfg.samples_per_problem,
+            cfg.temperature,
+            cfg.max_new_tokens,
+            cfg.sample_batch_size,
+            seed,
+            chat,
+        ]
+        key = hashlib.sha256(json.dumps([identity, prompts, settings], default=str).encode()).hexdigest()[:32]
+        path = Path(self.reg.root) / ".cache" / "star-samples" / f"{key}.json"
+        with contextlib.suppress(OSError, ValueError):
+            texts = json.loads(path.read_text())
+            if isinstance(texts, list) and len(texts) == len(prompts):
+                return texts
+        texts = self.stages["sample"](cfg, model, tok, prompts, seed, desc, chat)
+        with contextlib.suppress(OSError):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(texts))
+            os.replace(tmp, path)
+        return texts
+
+    def earlier_seed_eval(self) -> dict | None:
+        """Another loop's held-out evaluation of the same seed model on the same problems, if there is one (the
+        ablation arms reuse the main loop's primer: no need to evaluate it twice)."""
+        from nbkit.tasks.base import accuracy_table
+
+        same = ("task", "task_args", "test_problems", "max_new_tokens", "seeding", "seed_examples", "seed")
+        mine = dataclasses.asdict(self.cfg)
+        for run in self.reg.list():
+            theirs = upgrade(run.config.get("star", {}))
+            if (
+                run.parent == self.seed_run
+                and run.config.get("iteration") == 0
+                and all(theirs.get(k) == mine[k] for k in same)
+            ):
+                rows = read_jsonl(run.path / "eval.jsonl")
+                return {**accuracy_table(rows), "rows": rows}
+        return None
+
+    def summary_of(self, name: str) -> dict:
+        """A registered iteration's summary, with its difficulty keys back to ints (JSON made them strings)."""
+        summary = dict(self.reg.get(name).summary)
+        for key in ("by_difficulty", "kept_by_difficulty"):
+            if key in summary:
+                summary[key] = {int(k) if str(k).isdigit() else k: v for k, v in summary[key].items()}
+        return summary
+
+    def result(self, summaries: list[dict], names: list[str], stopped: str | None) -> StarResult:
+        primer_name = self.cfg.run_name("primer")
+        primer = (
+            self.reg.get(primer_name).summary
+            if self.seed_run == primer_name and self.reg.exists(primer_name)
+            else {}
+        )
+        return StarResult(self.cfg, summaries, names, self.seed_run, stopped, str(self.reg.root), primer)
+
+
+# -------------------------------------------------------------------------------------------- small helpers
+
+
+def _now() -> tuple[float, float]:
+    return time.perf_counter(), time.process_time()
+
+
+def _since(t0: tuple[float, float]) -> dict:
+    """Wall-clock and CPU seconds (all threads: about what the wall time would be on an idle core) since t0."""
+    return {"seconds": time.perf_counter() - t0[0], "cpu_seconds": time.process_time() - t0[1]}
+
+
+def _fmt(ev: dict) -> str:
+    return "(" + ", ".join(f"d{d}: {a:.0%}" for d, a in ev["by_difficulty"].items()) + ")"
+
+
+def _count_by_difficulty(examples: list) -> dict:
+    """Example: examples of difficulty [1, 3, 3] -> {1: 1, 3: 2}"""
+    out: dict = {}
+    for ex in examples:
+        out[ex.difficulty] = out.get(ex.difficulty, 0) + 1
+    return dict(sorted(out.items()))
+
+
+def _show(task, ex, rationale: str) -> dict:
+    return {"question": task.prompt(ex), "completion": task.target(ex, rationale)}
+
+
+def _eval_summary(ev: dict) -> dict:
+    flat = {f"accuracy_d{d}": a for d, a in ev["by_difficulty"].items()}
+    out = {"accuracy": ev["accuracy"], "by_difficulty": ev["by_difficulty"], "n_test": ev["n"], **flat}
+    return out | ({"eval_per_rank": ev["per_rank"]} if "per_rank" in ev else {})
