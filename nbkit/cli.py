@@ -3,7 +3,7 @@
     nbkit models list | pull NAME [--force]
     nbkit runs list | show NAME | check [--fix] | export NAME... -o FILE.tar | import FILE.tar [--rename]
     nbkit report [--profile cpu] [NOTEBOOK_PREFIX ...]
-    nbkit star --config FILE      nbkit rft --config FILE      nbkit budget --config FILE
+    nbkit star|rft|budget [--config FILE] [--profile P] [--runs DIR] [--KEY VALUE ...]
     nbkit chat [MODEL]            nbkit compare [MODEL ...]
 
 Experiments run through `nbkit.experiments.command`, apps through `nbkit.serve.cli`; this file only routes.

@@ -106,9 +106,11 @@ def parser(cls, prog: str, description: str = ""):
     p = HfArgumentParser(
         cls, prog=prog, description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter
     )
-    for action in p._actions:  # a dict field takes a YAML/JSON mapping: --task_args '{digits: [1, 2]}'
-        if action.type is dict:
+    for action in p._actions:
+        if action.type is dict:  # a dict field takes a YAML/JSON mapping: --task_args '{digits: [1, 2]}'
             action.type = _mapping
+        if action.help:  # argparse formats help with %: a literal "20%" in a field's help must not break --help
+            action.help = action.help.replace("%", "%%")
     p.add_argument(
         "--config",
         help=f"YAML/JSON file of {cls.__name__} keys (`profile:` picks the profile); flags override it",

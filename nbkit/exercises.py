@@ -110,7 +110,7 @@ def _oracle_step_schedule(iteration, first=40, growth=0.2):
 def _oracle_advantage(rewards):
     import torch
 
-    from nbkit.diagnostics import group_advantages
+    from nbkit.experiments.rft import group_advantages
 
     return group_advantages(torch.tensor([rewards], dtype=torch.float64))[0].tolist()
 
@@ -118,13 +118,13 @@ def _oracle_advantage(rewards):
 def _oracle_zero_gradient(groups):
     import torch
 
-    from nbkit.diagnostics import zero_spread
+    from nbkit.experiments.rft import zero_spread
 
     return zero_spread(torch.tensor(groups, dtype=torch.float64)).tolist()
 
 
 def _oracle_split(budget, fraction, sft_cost=1.0, pair_cost=1.0):
-    from nbkit.budget import split_budget as split
+    from nbkit.experiments.budget import split_budget as split
 
     return split(budget, fraction, sft_cost, pair_cost)
 

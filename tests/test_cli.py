@@ -38,8 +38,8 @@ def test_runs_list_show(registry, capsys, monkeypatch):
 
 
 def test_experiment_flags_override_the_file_which_overrides_the_profile(tmp_path):
-    from nbkit import budget, rft
     from nbkit.config import parse_cli
+    from nbkit.experiments import budget, rft
 
     f = tmp_path / "c.yaml"
     f.write_text("profile: smoke\nsteps: 3\nlr: 1e-3\nname: from-file\n")  # YAML reads 1e-3 as a string
@@ -56,7 +56,8 @@ def test_experiment_flags_override_the_file_which_overrides_the_profile(tmp_path
 
 
 def test_experiment_help_comes_from_the_fields(capsys):
-    for name, text in [("rft", "completions sampled per prompt"), ("budget", "SFT shares f of each budget")]:
+    experiments = [("rft", "completions sampled per prompt"), ("budget", "SFT shares f of each budget")]
+    for name, text in experiments + [("star", "retry failures with the correct answer as a hint")]:
         try:
             main([name, "--help"])
         except SystemExit as e:
@@ -83,9 +84,9 @@ def test_a_dict_field_takes_a_yaml_mapping_flag():
 
 
 def test_budget_root_is_an_alias_of_runs():
-    from nbkit.budget import PROFILES, BudgetConfig
     from nbkit.config import parse_cli, parser
+    from nbkit.experiments.budget import EXTRA_FLAGS, PROFILES, BudgetConfig
 
     p = parser(BudgetConfig, "nbkit budget")
-    p.add_argument("--root", dest="runs")
+    p.add_argument("--root", **EXTRA_FLAGS["--root"])
     assert parse_cli(BudgetConfig, PROFILES, ["--root", "old"], p)[1].runs == "old"

@@ -60,8 +60,7 @@ def registered(reg) -> set[str]:
 
 
 def test_rft_on_two_processes(tmp_path):
-    from nbkit.diagnostics import run_tables
-    from nbkit.rft import RftConfig, run_rft
+    from nbkit.experiments.rft import RftConfig, run, run_tables
     from nbkit.runs import Registry
 
     keys = dict(name="mp", save_model=False, steps=1, n_probe=2, grad_prompts=1)
@@ -70,7 +69,7 @@ def test_rft_on_two_processes(tmp_path):
     assert proc.stdout.count("run mp (") == 1  # rank 0 alone reports
     two, one = Registry(tmp_path / "two"), Registry(tmp_path / "one")
     cfg = RftConfig.for_profile("smoke", **keys)
-    run_rft(cfg, one, progress=False)
+    run(cfg, one, progress=False)
     assert registered(two) == registered(one) == {"base-tiny", "mp"}
     a, b = one.get("mp"), two.get("mp")
 
@@ -91,8 +90,8 @@ def test_rft_on_two_processes(tmp_path):
 
 
 def test_budget_on_two_processes(tmp_path):
-    from nbkit.budget import BudgetConfig, Sweep, eval_rows
     from nbkit.config import from_dict
+    from nbkit.experiments.budget import BudgetConfig, eval_rows, plan, run
     from nbkit.runs import Registry
 
     keys = {"profile": "smoke", "budgets": [4], "fractions": [0.0], "eval_n": 4, "max_new_tokens": 4}
@@ -100,8 +99,9 @@ def test_budget_on_two_processes(tmp_path):
     proc = torchrun("budget", "--config", str(tmp_path / "budget.yaml"), "--runs", str(tmp_path / "two"))
     assert proc.stdout.count("base model accuracy") == 1
     two, one = Registry(tmp_path / "two"), Registry(tmp_path / "one")
-    sweep = Sweep(from_dict(keys, BudgetConfig), one)
-    sweep.run(progress=False)
+    cfg = from_dict(keys, BudgetConfig)
+    sweep = plan(cfg, one)
+    run(cfg, one, progress=False)
     names = registered(one)
     assert registered(two) == names and len(names) == 3  # pairs, base, base-dpo4: each once
 

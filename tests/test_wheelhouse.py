@@ -12,7 +12,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def make_n(*args):
     # `make test` runs us under make: drop its variables so the nested make prints no "Entering directory".
-    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS", "MAKEOVERRIDES")}
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS", "MAKEOVERRIDES")
+    }
     proc = subprocess.run(
         ["make", "--no-print-directory", "-n", *args], cwd=ROOT, capture_output=True, text=True, env=env
     )

@@ -40,10 +40,6 @@ def command(argv: list[str]) -> int:
 
     name = argv[0]
     exp = load(name)
-    if not hasattr(
-        exp, "run"
-    ):  # TRANSITIONAL: an experiment not yet moved into its subpackage keeps its own cli
-        return exp.cli(argv)
     p = parser(exp.Config, f"nbkit {name}", EXPERIMENTS[name] + "; finished stages are reused.")
     p.add_argument("--out", default=None, help="also write the result's frame() to this CSV file")
     for flag in getattr(exp, "EXTRA_FLAGS", {}):  # e.g. budget's deprecated --root
