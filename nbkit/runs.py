@@ -440,12 +440,18 @@ def run_name(*parts) -> str:
     return "-".join(str(p) for p in parts if p not in (None, ""))
 
 
-def base_run(registry: Registry, model: str) -> str:
-    """The name of the "base" run of `model`, "base-{model}" (registered if missing): the root of every lineage that
-    starts from that model, shared by all experiments. Safe to call from several processes at once."""
+def base_name(model: str) -> str:
+    """Example: base_name("Qwen/Qwen2.5-0.5B-Instruct") -> "base-Qwen-Qwen2.5-0.5B-Instruct"."""
     import re
 
-    name = "base-" + re.sub(r"[^A-Za-z0-9_.-]+", "-", model).strip("-.")
+    return "base-" + re.sub(r"[^A-Za-z0-9_.-]+", "-", str(model)).strip("-.")
+
+
+def base_run(registry: Registry, model: str) -> str:
+    """The name of the "base" run of `model`, `base_name(model)` (registered if missing): the root of every lineage
+    that starts from that model, shared by all experiments. Safe to call from several processes at once; under
+    several, call it on the main process (only it writes to the registry)."""
+    name = base_name(model)
     if not registry.exists(name):
         try:
             with registry.create(name, kind="base", config={"model": model}, tracking="off"):

@@ -299,11 +299,11 @@ def test_every_checkpoint_is_registered_with_its_parents(swept):
     stem = f"smoke-budget-{cfg.sweep_id()}"
     lineages = [[r.name for r in reg.lineage(name)] for name in table.run]
     assert lineages == [
-        [f"{stem}-base", f"{stem}-base-dpo4"],
-        [f"{stem}-base", f"{stem}-sft2", f"{stem}-sft2-dpo2"],
-        [f"{stem}-base", f"{stem}-sft4"],
+        ["base-tiny", f"{stem}-base", f"{stem}-base-dpo4"],  # every lineage starts at the model's base run
+        ["base-tiny", f"{stem}-base", f"{stem}-sft2", f"{stem}-sft2-dpo2"],
+        ["base-tiny", f"{stem}-base", f"{stem}-sft4"],
     ]
-    assert [reg.get(name).kind for name in lineages[1]] == ["base", "sft", "dpo"]
+    assert [reg.get(name).kind for name in lineages[1]] == ["base", "base", "sft", "dpo"]
     model, tok = reg.load(table.run[1])  # what the compare app does with any cell
     assert model.config.hidden_size == 64
     assert len(result.eval_rows(table.run[1])) == 4
@@ -366,7 +366,7 @@ def test_an_interrupted_sweep_resumes(tmp_path, monkeypatch):
         run(cfg, reg, progress=False, train_dpo=dpo_dies_second_time)
     stem = f"smoke-budget-{cfg.sweep_id()}"
     done = {n: reg.get(n).created for n in reg.names()}
-    assert set(done) == {f"{stem}-pairs", f"{stem}-base", f"{stem}-base-dpo4", f"{stem}-sft2"}
+    assert set(done) == {"base-tiny", f"{stem}-pairs", f"{stem}-base", f"{stem}-base-dpo4", f"{stem}-sft2"}
     assert not any((tmp_path / ".pending").glob("*/checkpoint"))  # the half-trained cell left nothing behind
 
     table = run(cfg, reg, progress=False, train_dpo=dpo_dies_second_time).frame()

@@ -103,10 +103,10 @@ def test_budget_on_two_processes(tmp_path):
     sweep = plan(cfg, one)
     run(cfg, one, progress=False)
     names = registered(one)
-    assert registered(two) == names and len(names) == 3  # pairs, base, base-dpo4: each once
+    assert registered(two) == names and len(names) == 4  # base-tiny, pairs, base, base-dpo4: each once
 
     # evaluation was sharded: each rank scored its contiguous half of the 4 test problems
-    for name in names - {sweep.names["pairs"]}:
+    for name in names - {sweep.names["pairs"], "base-tiny"}:
         assert one.get(name).summary["eval_per_rank"] == [4]
         assert two.get(name).summary["eval_per_rank"] == [2, 2], name
 

@@ -267,12 +267,16 @@ def record_eval(p: Plan, writer, model, tok, **summary) -> None:
 
 
 def ensure_base(p: Plan):
-    """The base model, evaluated once: the starting point of every lineage."""
+    """The base model, evaluated once: the starting point of every cell's lineage, itself a child of the model's
+    shared base run (`base-{model}`, as in every experiment)."""
+    from nbkit import dist
+    from nbkit.runs import base_name, base_run
 
     def build(w):
         record_eval(p, w, *load_model(p.cfg.model))
 
-    return ensure(p.reg, p.names["base"], "base", p.config, None, build)
+    root = base_run(p.reg, p.cfg.model) if dist.is_main() else base_name(p.cfg.model)
+    return ensure(p.reg, p.names["base"], "base", p.config, root, build)
 
 
 def ensure_sft(p: Plan, n: int):

@@ -17,16 +17,13 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
-import hashlib
-import json
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from nbkit import dist, live
 from nbkit.errors import ConfigError
+from nbkit.experiments.star import reuse
 from nbkit.experiments.star.config import RESUMABLE_CHANGES, StarConfig, upgrade
 from nbkit.experiments.star.data import (
     build_task,
@@ -39,7 +36,7 @@ from nbkit.experiments.star.data import (
     train_problems,
 )
 from nbkit.experiments.star.result import StarResult
-from nbkit.runs import read_jsonl, write_jsonl
+from nbkit.runs import write_jsonl
 
 # ---------------------------------------------------------------------------------- the model-facing stage functions
 
@@ -145,7 +142,7 @@ class Loop:
     @classmethod
     def start(cls, cfg: StarConfig, reg, sample, train, evaluate) -> Loop:
         """Check the config against the registry, draw the data, register the base run."""
-        from nbkit.runs import base_run
+        from nbkit.runs import base_name, base_run
 
         task = build_task(cfg)
         if cfg.keep == "faithful" and task.faithful(task.train(1)[0], "") is None:
@@ -165,7 +162,7 @@ class Loop:
         stages = dict(sample=sample, train=train, evaluate=evaluate)
         loop = cls(cfg, reg, task, plain, hinted, problems, test, stages)
         loop.device = str(dist.state().device) if dist.world() > 1 else "auto"
-        loop.base = base_run(reg, cfg.model) if dist.is_main() else f"base-{cfg.model}"
+        loop.base = base_run(reg, cfg.model) if dist.is_main() else base_name(cfg.model)
         loop.seed_run = loop.base if cfg.seeding == "fewshot" else (cfg.primer or cfg.run_name("primer"))
         dist.barrier()  # the base run is registered
         return loop
@@ -339,57 +336,12 @@ class Loop:
         writer.set_summary(**summary)
 
     def sample_once(self, source: str, model, tok, prompts: list, seed: int, desc: str) -> list[list[str]]:
-        """The `sample` stage, remembered in the registry (.cache/star-samples/): the arms of an ablation that start
-        from the same registered model, with the same prompts, seed and sampling settings, get the same completions
-        without sampling again (the 01 notebook's two arms save about 3 minutes on 2 cores). Only a single process
-        uses it (under several, each rank's shard differs, and only rank 0 writes to the registry). A cache that
-        cannot be read or written costs time, never a result."""
-        cfg, chat = self.cfg, self.task.uses_chat
-        if dist.world() > 1:
-            return self.stages["sample"](cfg, model, tok, prompts, seed, desc, chat)
-        record = Path(self.reg.root) / source / "run.json"
-        identity = (
-            record.read_text() if record.exists() else source
-        )  # a run re-created under the same name differs
-        settings = [
-            cfg.samples_per_problem,
-            cfg.temperature,
-            cfg.max_new_tokens,
-            cfg.sample_batch_size,
-            seed,
-            chat,
-        ]
-        key = hashlib.sha256(json.dumps([identity, prompts, settings], default=str).encode()).hexdigest()[:32]
-        path = Path(self.reg.root) / ".cache" / "star-samples" / f"{key}.json"
-        with contextlib.suppress(OSError, ValueError):
-            texts = json.loads(path.read_text())
-            if isinstance(texts, list) and len(texts) == len(prompts):
-                return texts
-        texts = self.stages["sample"](cfg, model, tok, prompts, seed, desc, chat)
-        with contextlib.suppress(OSError):
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(texts))
-            os.replace(tmp, path)
-        return texts
+        """The `sample` stage, or what it gave before for the same model, prompts and settings (reuse.py)."""
+        return reuse.samples(self, source, model, tok, prompts, seed, desc)
 
     def earlier_seed_eval(self) -> dict | None:
-        """Another loop's held-out evaluation of the same seed model on the same problems, if there is one (the
-        ablation arms reuse the main loop's primer: no need to evaluate it twice)."""
-        from nbkit.tasks.base import accuracy_table
-
-        same = ("task", "task_args", "test_problems", "max_new_tokens", "seeding", "seed_examples", "seed")
-        mine = dataclasses.asdict(self.cfg)
-        for run in self.reg.list():
-            theirs = upgrade(run.config.get("star", {}))
-            if (
-                run.parent == self.seed_run
-                and run.config.get("iteration") == 0
-                and all(theirs.get(k) == mine[k] for k in same)
-            ):
-                rows = read_jsonl(run.path / "eval.jsonl")
-                return {**accuracy_table(rows), "rows": rows}
-        return None
+        """Another loop's held-out evaluation of the same seed model on the same problems, if any (reuse.py)."""
+        return reuse.seed_eval(self)
 
     def summary_of(self, name: str) -> dict:
         """A registered iteration's summary, with its difficulty keys back to ints (JSON made them strings)."""
