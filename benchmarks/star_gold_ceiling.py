@@ -1,8 +1,8 @@
 """How far can one STaR iteration go at this scale? Fine-tune the primer on *perfect* rationales, side by side.
 
 STaR's first iteration trains the primer on the rationales it kept. Its best case is that every kept rationale is
-the gold scratchpad for every training problem. This trains the primer exactly as `run_star` does (same steps,
-batch, learning rate) on gold rationales for the same number of problems and reports held-out accuracy per digit
+the gold scratchpad for every training problem. This trains the primer exactly as `nbkit.experiments.star.run`
+does (same steps, batch, learning rate) on gold rationales for the same number of problems and reports held-out accuracy per digit
 count next to the primer's, so a STaR run can be read against its ceiling.
 
     nbkit star --config configs/star_arithmetic.yaml --profile cpu      # registers cpu-star-primer

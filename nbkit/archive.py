@@ -1,7 +1,7 @@
 """Hand finished runs to someone else: `nbkit runs export NAME... -o FILE.tar` and `nbkit runs import FILE.tar`.
 
 An instructor exports a STaR loop; each attendee imports it and can open it in the compare app, or resume it with
-`run_star`, with nothing recomputed.
+`nbkit.experiments.star.run`, with nothing recomputed.
 
 The archive is a plain tar (checkpoints are safetensors, which do not compress):
 

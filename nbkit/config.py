@@ -109,7 +109,7 @@ def parser(cls, prog: str, description: str = ""):
     for action in p._actions:
         if action.type is dict:  # a dict field takes a YAML/JSON mapping: --task_args '{digits: [1, 2]}'
             action.type = _mapping
-        if action.help:  # argparse formats help with %: a literal "20%" in a field's help must not break --help
+        if action.help:  # argparse formats help with %: "20%" in a field's help must not break --help
             action.help = action.help.replace("%", "%%")
     p.add_argument(
         "--config",

@@ -387,6 +387,24 @@ def test_resumes_after_an_interruption(fake, registry, stages):
         star.run(smoke(lr=0.5), registry, **stages)
 
 
+def test_a_loop_registered_under_the_old_key_names_resumes(fake, no_training, registry, stages):
+    """Runs made before `seed` became the random seed hold `rng_seed` (and `seed`: primer | fewshot): an exported
+    workshop loop must still resume, with nothing recomputed, and a real change is still refused."""
+    first = star.run(smoke(iterations=1), registry, **stages)
+    for name in first.runs:
+        record = registry.root / name / "run.json"
+        data = json.loads(record.read_text())
+        new = data["config"]["star"]
+        data["config"]["star"] = {**{k: v for k, v in new.items() if k not in ("seed", "seeding")}}
+        data["config"]["star"] |= {"rng_seed": new["seed"], "seed": new["seeding"]}
+        record.write_text(json.dumps(data))
+    fake.calls.clear()
+    again = star.run(smoke(iterations=1), registry, **stages)
+    assert again.runs == first.runs and fake.calls == []
+    with pytest.raises(RunError, match="different config .seed: 0 there, 1 now"):
+        star.run(smoke(iterations=1, seed=1), registry, **stages)
+
+
 def test_fewshot_seed_prompts_with_the_seed_examples(fake, no_training, registry, stages):
     result = star.run(smoke(seeding="fewshot", seed_examples=2, iterations=1), registry, **stages)
     assert result.seed_run == "base-tiny"
