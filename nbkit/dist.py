@@ -74,6 +74,13 @@ def gather(items: list) -> list:
     return gather_object(list(items))
 
 
+def on_shards(fn, items: list) -> tuple[list, list[int]]:
+    """fn on this rank's shard of `items` (fn: list -> list of results, one per item), then everyone's results in
+    item order and the number of items each rank did, e.g. evaluation rows and [3, 3] on 2 ranks ([6] on one)."""
+    part = shard(items)
+    return gather(fn(part)), gather([len(part)])
+
+
 def broadcast(obj):
     """Rank 0's `obj` on every rank, e.g. a decision only rank 0 may take (does this run exist yet?)."""
     if not _launched():

@@ -440,19 +440,16 @@ def run_name(*parts) -> str:
     return "-".join(str(p) for p in parts if p not in (None, ""))
 
 
-def base_name(model: str) -> str:
-    """Example: base_name("Qwen/Qwen2.5-0.5B-Instruct") -> "base-Qwen-Qwen2.5-0.5B-Instruct"."""
+def base_run(registry: Registry, model: str) -> str:
+    """The name of the "base" run of `model`, e.g. "base-Qwen-Qwen2.5-0.5B-Instruct" for the hub id
+    "Qwen/Qwen2.5-0.5B-Instruct", registered if missing: the root of every lineage that starts from that model,
+    shared by all experiments. Under several processes only the main one registers it; every one gets the name."""
     import re
 
-    return "base-" + re.sub(r"[^A-Za-z0-9_.-]+", "-", str(model)).strip("-.")
+    from nbkit import dist
 
-
-def base_run(registry: Registry, model: str) -> str:
-    """The name of the "base" run of `model`, `base_name(model)` (registered if missing): the root of every lineage
-    that starts from that model, shared by all experiments. Safe to call from several processes at once; under
-    several, call it on the main process (only it writes to the registry)."""
-    name = base_name(model)
-    if not registry.exists(name):
+    name = "base-" + re.sub(r"[^A-Za-z0-9_.-]+", "-", str(model)).strip("-.")
+    if dist.is_main() and not registry.exists(name):
         try:
             with registry.create(name, kind="base", config={"model": model}, tracking="off"):
                 pass

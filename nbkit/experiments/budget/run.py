@@ -248,9 +248,8 @@ def record_eval(p: Plan, writer, model, tok, **summary) -> None:
     from nbkit import dist
     from nbkit.tasks.base import accuracy_table
 
-    start, part = time.perf_counter(), dist.shard(p.test)
-    mine = p.evaluate(p.task, model, tok, part, p.cfg)
-    rows, per_rank = dist.gather(mine), dist.gather([len(mine)])
+    start = time.perf_counter()
+    rows, per_rank = dist.on_shards(lambda part: p.evaluate(p.task, model, tok, part, p.cfg), p.test)
     if not dist.is_main():
         return
     res = accuracy_table(rows)
@@ -269,14 +268,12 @@ def record_eval(p: Plan, writer, model, tok, **summary) -> None:
 def ensure_base(p: Plan):
     """The base model, evaluated once: the starting point of every cell's lineage, itself a child of the model's
     shared base run (`base-{model}`, as in every experiment)."""
-    from nbkit import dist
-    from nbkit.runs import base_name, base_run
+    from nbkit.runs import base_run
 
     def build(w):
         record_eval(p, w, *load_model(p.cfg.model))
 
-    root = base_run(p.reg, p.cfg.model) if dist.is_main() else base_name(p.cfg.model)
-    return ensure(p.reg, p.names["base"], "base", p.config, root, build)
+    return ensure(p.reg, p.names["base"], "base", p.config, base_run(p.reg, p.cfg.model), build)
 
 
 def ensure_sft(p: Plan, n: int):

@@ -146,7 +146,7 @@ def run(
     task = build_task(cfg)
     train = task.train(cfg.n_train)
     probes = task.test(cfg.n_probe) if cfg.n_probe else []
-    parent = base_run(reg, cfg.model) if main else None
+    parent = base_run(reg, cfg.model)
     model, tok = load(cfg.model, dtype="float32")
     if cfg.warmstart_fraction > 0:
         model, tok, parent = _warm_started(reg, cfg, task, train, model, tok, parent, warm_start)

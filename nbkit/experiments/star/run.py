@@ -83,9 +83,10 @@ def evaluate(cfg: StarConfig, task, model, tok, test: list, chat) -> dict:
     from nbkit.tasks.base import accuracy_table
 
     opts = dict(max_new_tokens=cfg.max_new_tokens, batch_size=cfg.sample_batch_size, progress=cfg.verbose)
-    mine = dist.shard(test)
-    rows = dist.gather(task.evaluate(model, tok, mine, messages=chat, **opts)["rows"])
-    return {**accuracy_table(rows), "rows": rows, "per_rank": dist.gather([len(mine)])}
+    rows, per_rank = dist.on_shards(
+        lambda part: task.evaluate(model, tok, part, messages=chat, **opts)["rows"], test
+    )
+    return {**accuracy_table(rows), "rows": rows, "per_rank": per_rank}
 
 
 # ------------------------------------------------------------------------------------------------------ the loop
@@ -142,7 +143,7 @@ class Loop:
     @classmethod
     def start(cls, cfg: StarConfig, reg, sample, train, evaluate) -> Loop:
         """Check the config against the registry, draw the data, register the base run."""
-        from nbkit.runs import base_name, base_run
+        from nbkit.runs import base_run
 
         task = build_task(cfg)
         if cfg.keep == "faithful" and task.faithful(task.train(1)[0], "") is None:
@@ -162,7 +163,7 @@ class Loop:
         stages = dict(sample=sample, train=train, evaluate=evaluate)
         loop = cls(cfg, reg, task, plain, hinted, problems, test, stages)
         loop.device = str(dist.state().device) if dist.world() > 1 else "auto"
-        loop.base = base_run(reg, cfg.model) if dist.is_main() else base_name(cfg.model)
+        loop.base = base_run(reg, cfg.model)
         loop.seed_run = loop.base if cfg.seeding == "fewshot" else (cfg.primer or cfg.run_name("primer"))
         dist.barrier()  # the base run is registered
         return loop
