@@ -1,4 +1,4 @@
-"""Chat with one checkpoint on gr.ChatInterface: layout and event wiring only (the logic is nbkit.backend.Backend).
+"""Chat with one checkpoint on gr.ChatInterface: layout and event wiring only (the logic is nbkit.serve.backend.Backend).
 
 Regenerate, undo, edit, copy and Stop are Gradio's own Chatbot events. A refused request (empty message, stop
 string too long, ...) shows a warning and a note in the chat; the conversation stays.
@@ -8,10 +8,10 @@ string too long, ...) shows a warning and a note in the chat; the conversation s
 
 import gradio as gr
 
-from nbkit.backend import Backend, label_message
 from nbkit.errors import NbkitError
-from nbkit.limits import RANGES
-from nbkit.ui import ui_warn
+from nbkit.serve.backend import Backend, label_message
+from nbkit.serve.limits import RANGES
+from nbkit.serve.ui import ui_warn
 
 
 def build(backend: Backend) -> gr.Blocks:

@@ -1,5 +1,5 @@
 """The arena: blind A/B battles, side by side, token view, leaderboard and batch accuracy. Layout and event wiring
-only; the logic is nbkit.backend.Backend, nbkit.arena and nbkit.leaderboard.
+only; the logic is nbkit.serve.backend.Backend, nbkit.serve.arena and nbkit.serve.leaderboard.
 
     nbkit compare base-sft star-it1 star-it2      # the blind pool: the models given here
 
@@ -10,10 +10,10 @@ round". Side-by-side and token-view answers name their models and never count as
 
 import gradio as gr
 
-from nbkit.backend import Backend
-from nbkit.limits import RANGES
+from nbkit.serve.backend import Backend
+from nbkit.serve.limits import RANGES
+from nbkit.serve.ui import ui_errors, ui_warn
 from nbkit.tasks import TASKS
-from nbkit.ui import ui_errors, ui_warn
 
 MAX_SIDE = 4
 VOTES = [("left", "A is better"), ("right", "B is better"), ("tie", "Tie"), ("both_bad", "Both bad")]

@@ -105,7 +105,7 @@ def serve(args) -> None:
     """The server side, in its own process (its own GIL, as `nbkit chat` / `nbkit compare` would be): both apps
     on one Backend; prints their URLs, then serves until killed."""
     from nbkit.runs import Registry
-    from nbkit.serve import Backend, ServeConfig, auto_threads, build_app, launch
+    from nbkit.serve.launch import Backend, ServeConfig, auto_threads, build_app, launch
 
     root = Path(args.serve)
     reg = Registry(root / "runs")
@@ -139,7 +139,7 @@ def main() -> None:
     import subprocess
     import sys
 
-    from nbkit.arena import VoteStore
+    from nbkit.serve.arena import VoteStore
 
     root = Path(tempfile.mkdtemp(prefix="nbkit-load-"))
     cmd = [sys.executable, __file__, "--serve", str(root), "--votes-per-address", str(args.votes_per_address)]

@@ -7,13 +7,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from nbkit.hardware import hardware_label
+
 
 def write_model_card(lineage: list[str], record: dict, ckpt: Path, metrics_file: Path) -> Path:
     """Write ckpt/README.md for the run `record` (run.json's content). `lineage`: run names from the root
     ancestor down to the parent, e.g. ["base", "sft"]."""
     from huggingface_hub import ModelCard, ModelCardData
-
-    from nbkit.runs import hardware_label
 
     adapter = bool(record.get("adapter"))
     base = record.get("base_model", {}).get("peft") or ""

@@ -24,8 +24,8 @@ from nbkit.experiments import EXPERIMENTS
 # subcommand -> module whose `cli(argv) -> int` handles it (the experiments: nbkit.experiments.command)
 DELEGATED = {
     **{name: "nbkit.experiments" for name in EXPERIMENTS},
-    "chat": "nbkit.serve",
-    "compare": "nbkit.serve",
+    "chat": "nbkit.serve.launch",
+    "compare": "nbkit.serve.launch",
 }
 
 
@@ -73,7 +73,7 @@ def _runs(args) -> int:
     if args.action == "check":
         return _runs_check(reg, args.fix)
     if args.action == "export":
-        from nbkit.archive import export_runs
+        from nbkit.workshop.archive import export_runs
 
         if not args.output:
             raise RunError("nbkit runs export NAME... -o FILE.tar: give the file to write with -o")
@@ -82,7 +82,7 @@ def _runs(args) -> int:
         print(f"exported {len(names)} run(s) to {args.output}: {', '.join(names)}")
         return 0
     if args.action == "import":
-        from nbkit.archive import import_runs
+        from nbkit.workshop.archive import import_runs
 
         if len(args.names) != 1:
             raise RunError(
@@ -135,7 +135,7 @@ def _runs_check(reg, fix: bool) -> int:
 
 
 def _report(args) -> int:
-    from nbkit.report import run_all
+    from nbkit.workshop.report import run_all
 
     return run_all(args.profile, args.out, args.only or None)
 

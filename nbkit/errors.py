@@ -12,3 +12,7 @@ class ConfigError(NbkitError, ValueError):
 
 class ServeError(NbkitError):
     """A request the app server refuses (unknown model, input too long, ...); the message says what to change."""
+
+
+class RunError(NbkitError):
+    """A registry operation was refused; the message says why and what to do."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import matplotlib.pyplot as plt
 
-from nbkit.runs import hardware_label
+from nbkit.hardware import hardware_label
 
 
 def caption(profile: str) -> str:

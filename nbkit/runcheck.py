@@ -20,6 +20,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from nbkit.errors import RunError
+from nbkit.files import io_error
+
+RUN_FILE = "run.json"
+
 ASIDE = ".aside"  # where `fix` moves damaged runs and stale pending work
 
 
@@ -83,15 +88,13 @@ def writer_alive(writer: dict) -> bool | None:
 
 def damaged(reg) -> list[Problem]:
     """Runs whose run.json cannot be read, with the reason; folders without a run.json too."""
-    from nbkit.runs import RUN_FILE, RunError, _read_record
-
     out = []
-    for p in reg._folders():
+    for p in reg.folders():
         if not (p / RUN_FILE).exists():
             out.append(Problem("damaged", p, "no run.json (not a run, or its run.json was lost)"))
             continue
         try:
-            _read_record(p)
+            read_record(p)
         except RunError as e:
             out.append(Problem("damaged", p, str(e)))
     return out
@@ -100,8 +103,6 @@ def damaged(reg) -> list[Problem]:
 def pending(reg) -> list[Problem]:
     """Every entry of .pending/: "live" (its writer runs), "stale" (its writer is gone, or it lost a name race),
     or "unknown" (written on another host)."""
-    from nbkit.runs import RUN_FILE
-
     out = []
     pending = reg.root / ".pending"
     for p in sorted(pending.iterdir()) if pending.is_dir() else []:
@@ -134,8 +135,6 @@ def pending(reg) -> list[Problem]:
 def fix(reg, problems: list[Problem]) -> list[tuple[Problem, Path]]:
     """Move the damaged runs and stale pending work among `problems` (with their wandb offline folders) to
     runs/.aside/. Deletes nothing; returns (problem, where it went)."""
-    from nbkit.runs import _io_error
-
     moved = []
     for pr in problems:
         if pr.kind not in {"damaged", "stale"} or not pr.path.exists():
@@ -147,6 +146,20 @@ def fix(reg, problems: list[Problem]) -> list[tuple[Problem, Path]]:
             if pr.wandb_dir is not None and pr.wandb_dir.is_dir():
                 shutil.move(str(pr.wandb_dir), str(dest / pr.wandb_dir.name))
         except OSError as e:
-            raise _io_error(e, pr.path, "move aside") from None
+            raise io_error(e, pr.path, "move aside") from None
         moved.append((pr, dest))
     return moved
+
+
+def read_record(path: Path) -> dict:
+    """run.json as a dict; RunError with the reason when it cannot be read."""
+    f = path / RUN_FILE
+    try:
+        rec = json.loads(f.read_text())
+    except OSError as e:
+        raise RunError(f"run.json cannot be read ({e.strerror})") from None
+    except ValueError as e:
+        raise RunError(f"run.json is not valid JSON ({e}); truncated by a crash or a full disk?") from None
+    if not isinstance(rec, dict) or not isinstance(rec.get("kind"), str):
+        raise RunError("run.json has no 'kind'")
+    return rec

@@ -25,10 +25,8 @@ wandb: "auto" logs online when an API key is configured and offline otherwise (s
 
 from __future__ import annotations
 
-import errno
 import json
 import os
-import platform
 import shutil
 import time
 import uuid
@@ -37,15 +35,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from nbkit import runcheck
-from nbkit.errors import NbkitError
-from nbkit.runcheck import Problem, writer_identity
+from nbkit.cards import write_model_card
+from nbkit.errors import NbkitError, RunError
+from nbkit.files import atomic_write, io_error, json_default
+from nbkit.hardware import hardware
+from nbkit.runcheck import RUN_FILE, Problem, read_record, writer_identity
 
-RUN_FILE = "run.json"
 METRICS_FILE = "metrics.jsonl"
-
-
-class RunError(NbkitError):
-    """A registry operation was refused; the message says why and what to do."""
 
 
 class RegistryWarning(UserWarning):
@@ -80,92 +76,7 @@ def describe(root: str | os.PathLike | None = None) -> str:
     return Registry(root).describe()
 
 
-def _io_error(e: OSError, path: Path, doing: str) -> RunError:
-    """One line for an OSError on the registry: the path, the reason, and what to do."""
-    where = "choose another registry folder with --runs DIR or $NBKIT_RUNS"
-    if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-        hint = f"you cannot write there; {where}, or fix its permissions"
-    elif e.errno in (errno.ENOTDIR, errno.EEXIST):
-        blocker = next((p for p in [path, *path.parents] if p.exists() and not p.is_dir()), path)
-        hint = f"{blocker} is a file, not a folder; {where}"
-    elif e.errno == errno.ENOSPC:
-        hint = "the disk is full; free some space"
-    elif e.errno == errno.ENOENT:
-        hint = f"that folder cannot be created there; {where}"
-    else:
-        hint = where
-    return RunError(f"cannot {doing} {path}: {e.strerror or e}; {hint}")
-
-
 # --------------------------------------------------------------------------------------------------- small helpers
-
-
-def cpu_name() -> str:
-    """The CPU's model name, e.g. "AMD EPYC" (platform.processor() is empty on Linux)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def hardware() -> dict:
-    """Where a run ran: enough to tell a laptop CPU run from an H100 one."""
-    import torch
-
-    info = {
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "cpu": cpu_name(),
-        "cores": os.cpu_count(),
-        "threads": torch.get_num_threads(),
-    }
-    if torch.cuda.is_available():
-        info["gpu"] = torch.cuda.get_device_name(0)
-        info["gpus"] = torch.cuda.device_count()
-    return info
-
-
-def hardware_label(hw: dict | None = None) -> str:
-    """The one-line hardware caption of figures, notebooks and model cards, from `hardware()` (default: this
-    machine) or a run's recorded `run.hardware`. Example: "CPU AMD EPYC, 2 threads" or "GPU NVIDIA H100 80GB HBM3".
-    """
-    hw = hardware() if hw is None else hw
-    if "gpu" in hw:
-        return f"GPU {hw['gpu']}"
-    return f"CPU {hw.get('cpu', '?')}, {hw.get('threads', '?')} threads"
-
-
-def _json_default(o):
-    if hasattr(o, "item"):
-        return o.item()
-    if isinstance(o, Path):
-        return str(o)
-    if hasattr(o, "__dataclass_fields__"):
-        from dataclasses import asdict
-
-        return asdict(o)
-    return str(o)
-
-
-def read_jsonl(path: str | os.PathLike) -> list[dict]:
-    """The rows of a JSON-lines file (blank lines skipped), e.g. a run's eval.jsonl."""
-    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
-
-
-def write_jsonl(path: str | os.PathLike, rows) -> None:
-    """One JSON object per line (numpy/torch scalars, paths and dataclasses as the registry stores them)."""
-    Path(path).write_text("".join(json.dumps(r, default=_json_default) + "\n" for r in rows))
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def wandb_mode(tracking: str = "auto") -> str:
@@ -258,7 +169,7 @@ class RunWriter:
         try:
             self.path.mkdir(parents=True)
         except OSError as e:
-            raise _io_error(e, registry.root, "write the run registry at") from None
+            raise io_error(e, registry.root, "write the run registry at") from None
         self.record = {
             "name": name,
             "kind": kind,
@@ -298,12 +209,12 @@ class RunWriter:
         self._flush()
 
     def _flush(self) -> None:
-        _atomic_write(self.path / RUN_FILE, json.dumps(self.record, indent=1, default=_json_default))
+        atomic_write(self.path / RUN_FILE, json.dumps(self.record, indent=1, default=json_default))
 
     def log(self, metrics: dict, step: int | None = None) -> None:
         row = {"step": step, **metrics} if step is not None else dict(metrics)
         with open(self.path / METRICS_FILE, "a") as f:
-            f.write(json.dumps(row, default=_json_default) + "\n")
+            f.write(json.dumps(row, default=json_default) + "\n")
         if self._wandb is not None:
             scalars = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
             self._wandb.log(scalars, step=step)
@@ -353,8 +264,6 @@ class RunWriter:
                 {k: v for k, v in self.record["summary"].items() if isinstance(v, (int, float, str))}
             )
         if (self.path / "checkpoint").is_dir():
-            from nbkit.cards import write_model_card
-
             parent = self.record["parent"]
             try:
                 lineage = [r.name for r in self.registry.lineage(parent)] if parent else []
@@ -367,7 +276,7 @@ class RunWriter:
         except OSError as e:
             if not final.exists():
                 self._finish_wandb(exit_code=1)
-                raise _io_error(e, final, "register the run at") from None
+                raise io_error(e, final, "register the run at") from None
             self._lose_race()
             raise RunError(
                 f"run {self.name!r} was registered by someone else meanwhile; this one is kept at {self.path} "
@@ -407,27 +316,13 @@ class RunWriter:
             self.abort()
 
 
-def _read_record(path: Path) -> dict:
-    """run.json as a dict; RunError with the reason when it cannot be read."""
-    f = path / RUN_FILE
-    try:
-        rec = json.loads(f.read_text())
-    except OSError as e:
-        raise RunError(f"run.json cannot be read ({e.strerror})") from None
-    except ValueError as e:
-        raise RunError(f"run.json is not valid JSON ({e}); truncated by a crash or a full disk?") from None
-    if not isinstance(rec, dict) or not isinstance(rec.get("kind"), str):
-        raise RunError("run.json has no 'kind'")
-    return rec
-
-
 def config_diff(old: dict, new: dict, ignore=()) -> list[str]:
     """The keys both configs hold whose values differ (compared as JSON, as the registry stores them), sorted.
 
     Example: config_diff({"steps": 30, "lr": 1e-4}, {"steps": 20, "lr": 1e-4, "profile": "cpu"}) -> ["steps"]
     (a key only one side has, e.g. a field added since, is not a difference).
     """
-    new = json.loads(json.dumps(new, default=_json_default))
+    new = json.loads(json.dumps(new, default=json_default))
     return sorted(k for k in old.keys() & new.keys() if k not in ignore and old[k] != new[k])
 
 
@@ -516,7 +411,7 @@ class Registry:
         old = upgrade(old) if upgrade else old
         diff = config_diff(old, config, ignore)
         if diff:
-            new = json.loads(json.dumps(config, default=_json_default))
+            new = json.loads(json.dumps(config, default=json_default))
             what = "; ".join(f"{k}: {old[k]!r} there, {new[k]!r} now" for k in diff)
             raise RunError(
                 f"run {name!r} exists with a different config ({what}); give this run another name, or delete "
@@ -530,7 +425,7 @@ class Registry:
             known = ", ".join(self.names()) or "none"
             raise RunError(f"no run named {name!r} in {self.root} (runs: {known})")
         try:
-            rec = _read_record(path)
+            rec = read_record(path)
         except RunError as e:
             raise RunError(
                 f"run {name!r} at {path} is damaged: {e}; `nbkit runs check --fix` moves it aside"
@@ -548,17 +443,17 @@ class Registry:
             base_model=rec.get("base_model", {}),
         )
 
-    def _folders(self) -> list[Path]:
+    def folders(self) -> list[Path]:
         try:
             return sorted(p for p in self.root.iterdir() if not p.name.startswith(".") and p.is_dir())
         except FileNotFoundError:
             return []
         except OSError as e:
-            raise _io_error(e, self.root, "read the run registry at") from None
+            raise io_error(e, self.root, "read the run registry at") from None
 
     def names(self) -> list[str]:
         """Every registered name, damaged runs included (their names are taken)."""
-        return [p.name for p in self._folders() if (p / RUN_FILE).exists()]
+        return [p.name for p in self.folders() if (p / RUN_FILE).exists()]
 
     def damaged(self) -> list[Problem]:
         """Runs whose run.json cannot be read, with the reason; folders without a run.json too."""

@@ -16,11 +16,10 @@ import httpx
 import pytest
 import torch
 
-from nbkit import serve
-from nbkit.backend import history_turns, message_text
-from nbkit.limits import trim_history
 from nbkit.runs import Registry
-from nbkit.serve import (
+from nbkit.serve import launch as serve
+from nbkit.serve.backend import history_turns, message_text
+from nbkit.serve.launch import (
     Backend,
     Catalog,
     ModelCache,
@@ -33,7 +32,8 @@ from nbkit.serve import (
     parse_auth,
     share_credentials,
 )
-from nbkit.streaming import fit_history, stream_generate, stream_many
+from nbkit.serve.limits import trim_history
+from nbkit.serve.streaming import fit_history, stream_generate, stream_many
 
 AUTH = ("alice", "s3cret")
 
@@ -205,7 +205,7 @@ def test_share_offline_says_why_in_one_line_and_serves_locally(registry, tmp_pat
 
 def test_find_app_from_an_install_without_the_repo(monkeypatch, tmp_path):
     assert serve.find_app("chat").name == "chat.py"
-    monkeypatch.setattr(serve, "__file__", str(tmp_path / "site-packages" / "nbkit" / "serve.py"))
+    monkeypatch.setattr(serve, "__file__", str(tmp_path / "site-packages" / "nbkit" / "serve" / "launch.py"))
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("NBKIT_APPS", raising=False)
     with pytest.raises(serve.ConfigError, match="not in the installed package"):
@@ -222,9 +222,11 @@ def test_apps_are_modules_registered_by_name_and_never_import_serve():
 
     assert serve.APPS == {"chat": "apps.chat", "compare": "apps.compare"}
     root = str(Path(__file__).parents[1])
-    code = "import sys; import apps.chat, apps.compare; print(sorted(m for m in sys.modules if m == 'nbkit.serve'))"
+    code = "import sys; import apps.chat, apps.compare; print(sorted(m for m in sys.modules if m == 'nbkit.serve.launch'))"
     out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "[]"  # the apps import nbkit.ui and nbkit.backend only: no cycle with serve
+    assert (
+        out.stdout.strip() == "[]"
+    )  # the apps import nbkit.serve.ui and nbkit.serve.backend only: no cycle with serve
 
 
 def test_catalog_lists_and_refuses(registry):
@@ -306,7 +308,7 @@ def test_stream_generate_streams_and_stops(tiny):
 
 
 def test_paced_updates_keep_the_first_and_the_last():
-    from nbkit.streaming import paced
+    from nbkit.serve.streaming import paced
 
     now = [0.0]
 
@@ -716,7 +718,7 @@ def test_hostile_upload_is_refused(chat_app, compare_app):
 
 
 def test_login_attempts_per_minute(registry, tmp_path_factory):
-    from nbkit.limits import LoginGuard
+    from nbkit.serve.limits import LoginGuard
 
     now = [0.0]
     guard = LoginGuard("alice", "s3cret", per_minute=3, clock=lambda: now[0])
@@ -875,7 +877,7 @@ def test_cli_bad_auth_is_one_line(capsys):
 
 
 def test_launch_inline_in_smoke_profile_does_not_block(monkeypatch, capsys):
-    from nbkit.serve import launch_inline
+    from nbkit.serve.launch import launch_inline
 
     monkeypatch.setenv("NBKIT_PROFILE", "smoke")
     t0 = time.perf_counter()
@@ -985,7 +987,7 @@ def test_cli_help_describes_every_flag(capsys):
         main(["compare", "--help"])
     out = capsys.readouterr().out
     assert out.startswith("usage: nbkit compare") and "blind A/B votes" in out
-    assert "nbkit.serve" not in out and "Simplified relative" not in out  # no developer docstring
+    assert "nbkit.serve.launch" not in out and "Simplified relative" not in out  # no developer docstring
     for flag in ("--host", "--port", "--auth", "--share"):
         line = next(x for x in out.splitlines() if x.strip().startswith(flag))
         assert len(line.split(maxsplit=2)) == 3 or "  " in line.strip(), line  # the flag has help text

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nbkit.arena import (
+from nbkit.serve.arena import (
     OUTCOMES,
     Arena,
     ArenaConfig,
@@ -26,8 +26,8 @@ from nbkit.arena import (
     tied_ranks,
     win_matrix,
 )
-from nbkit.leaderboard import matrices, position_bias, separation, votes_to_separate
-from nbkit.tokenview import disagreement, highlight
+from nbkit.serve.leaderboard import matrices, position_bias, separation, votes_to_separate
+from nbkit.serve.tokenview import disagreement, highlight
 
 MODELS = ["a", "b", "c", "d"]
 battle = st.tuples(st.sampled_from(MODELS), st.sampled_from(MODELS), st.sampled_from(OUTCOMES)).filter(

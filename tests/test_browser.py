@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from nbkit.runs import Registry
-from nbkit.serve import Backend, ServeConfig, build_app, launch
+from nbkit.serve.launch import Backend, ServeConfig, build_app, launch
 
 pytestmark = pytest.mark.browser
 

@@ -4,8 +4,8 @@ import math
 
 import pytest
 
-from nbkit import exercises as E
 from nbkit.tasks import Arithmetic
+from nbkit.workshop import exercises as E
 
 TASK = Arithmetic()
 

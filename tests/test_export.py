@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from nbkit import models
-from nbkit.archive import export_runs, import_runs, with_parents
 from nbkit.runs import Registry, RegistryWarning, RunError
+from nbkit.workshop.archive import export_runs, import_runs, with_parents
 
 X = torch.tensor([[1, 2, 3, 4]])
 
@@ -129,7 +129,7 @@ def test_an_imported_star_loop_resumes_with_no_recomputation_and_serves(tmp_path
     """The instructor's path: run the loop, export it; the class imports it, resumes it, compares its runs."""
     from nbkit.experiments import star
     from nbkit.experiments.star import StarConfig
-    from nbkit.serve import Catalog
+    from nbkit.serve.launch import Catalog
 
     def right_answers(
         cfg, model, tok, prompts, seed, desc, chat=True

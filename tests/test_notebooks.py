@@ -7,7 +7,7 @@ also runs with it off, where an exercise says "not done yet" and the notebook ca
 
 import pytest
 
-from nbkit.report import notebook_paths
+from nbkit.workshop.report import notebook_paths
 
 NOTEBOOKS = notebook_paths()
 
@@ -19,7 +19,7 @@ def test_there_are_notebooks():
 def _run(path, tmp_path, solutions: str):
     import nbformat
 
-    from nbkit.report import execute
+    from nbkit.workshop.report import execute
 
     written, _ = execute(
         path,

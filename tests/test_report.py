@@ -2,7 +2,7 @@
 
 import nbformat
 
-from nbkit.report import CELL_TIMEOUT, execute
+from nbkit.workshop.report import CELL_TIMEOUT, execute
 
 
 def test_the_cpu_profile_has_no_cell_time_limit_and_smoke_has_one():

@@ -4,16 +4,9 @@ import sys
 
 import pytest
 
-from nbkit.runs import (
-    Registry,
-    RunError,
-    config_diff,
-    hardware,
-    hardware_label,
-    read_jsonl,
-    wandb_mode,
-    write_jsonl,
-)
+from nbkit.files import read_jsonl, write_jsonl
+from nbkit.hardware import hardware, hardware_label
+from nbkit.runs import Registry, RunError, config_diff, wandb_mode
 
 
 def test_create_log_commit_and_read_back(registry, tiny):

@@ -12,7 +12,7 @@ import random
 from pathlib import Path
 
 from nbkit.experiments.budget.config import BudgetConfig, BudgetError
-from nbkit.runs import read_jsonl
+from nbkit.files import read_jsonl
 
 DIRECT = ""  # rationale that makes Task.target give just the answer line
 

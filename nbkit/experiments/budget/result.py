@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from nbkit.experiments.budget.config import BudgetError
-from nbkit.runs import read_jsonl
+from nbkit.files import read_jsonl
 
 HIDDEN = ["sft_run", "dpo_run"]  # columns the printed table leaves out
 

@@ -34,7 +34,8 @@ from nbkit.experiments.budget.data import (
     sft_records,
 )
 from nbkit.experiments.budget.result import BudgetResult
-from nbkit.runs import read_jsonl, run_name, write_jsonl
+from nbkit.files import read_jsonl, write_jsonl
+from nbkit.runs import run_name
 
 GRID = {"budgets", "fractions", "profile"}  # config keys a cached run may differ in: the grid may grow
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from nbkit.experiments.star.config import StarConfig
 from nbkit.experiments.star.data import split_rationale
-from nbkit.runs import read_jsonl
+from nbkit.files import read_jsonl
 
 
 @dataclass

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from nbkit import dist
 from nbkit.experiments.star.config import upgrade
-from nbkit.runs import read_jsonl
+from nbkit.files import read_jsonl
 
 # what an iteration-0 evaluation depends on, besides its seed model
 SEED_EVAL_KEYS = ("task", "task_args", "test_problems", "max_new_tokens", "seeding", "seed_examples", "seed")

@@ -36,7 +36,7 @@ from nbkit.experiments.star.data import (
     train_problems,
 )
 from nbkit.experiments.star.result import StarResult
-from nbkit.runs import write_jsonl
+from nbkit.files import write_jsonl
 
 # ---------------------------------------------------------------------------------- the model-facing stage functions
 

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from nbkit.arena import ArenaError
+from nbkit.serve.arena import ArenaError
 
 
 def disagreement(logprobs: Sequence[Sequence[float]]) -> list[float]:

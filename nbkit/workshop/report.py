@@ -21,7 +21,7 @@ import threading
 import time
 from pathlib import Path
 
-NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
+NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
 # seconds one cell may run, per profile; None: no limit (a slow laptop is not an error)
 CELL_TIMEOUT = {"smoke": 900, "cpu": None, "gpu": None}
 

@@ -2,7 +2,7 @@
 
 Each exercise is a function to write, a fixed list of seeded inputs, and nbkit's own implementation as the oracle:
 
-    from nbkit.exercises import check_star_filter, show_solution
+    from nbkit.workshop.exercises import check_star_filter, show_solution
 
     def star_filter(first, hinted, answer):
         ...                                   # your code here

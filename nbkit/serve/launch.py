@@ -1,20 +1,20 @@
 """Serve checkpoints in Gradio apps: `nbkit chat [MODEL]` (one model) and `nbkit compare [MODEL ...]` (the arena).
 
 This module launches the apps with a safe share/auth policy and holds the Gradio glue they share (errors as
-toasts). What they call is `nbkit.backend.Backend` (catalog, cache, caps, streaming, votes); `apps/chat.py` and
+toasts). What they call is `nbkit.serve.backend.Backend` (catalog, cache, caps, streaming, votes); `apps/chat.py` and
 `apps/compare.py` (in the repository, next to `nbkit/`) hold only layout and event wiring.
 
-- Caps: every input has one (nbkit.limits); uploads are off, logins are limited per minute, the queue is bounded.
+- Caps: every input has one (nbkit.serve.limits); uploads are off, logins are limited per minute, the queue is bounded.
 - Sharing: `--share` without `--auth` generates a password and prints it; a public link is never open to anyone.
   Offline, Gradio's share server is unreachable: we say so in one line (with the real error) and keep serving on
   the local URL, instead of Gradio's misleading "Missing file ... frpc".
 - The apps are registered by name (APPS: name -> module of the repository's `apps/` package, found there or through
-  $NBKIT_APPS) and imported as modules; each gives `build(backend)`. They import `nbkit.ui`, not this module, so
+  $NBKIT_APPS) and imported as modules; each gives `build(backend)`. They import `nbkit.serve.ui`, not this module, so
   there is no import cycle. An install without the repository gets a one-line error saying so.
 
     nbkit chat smollm2-135m --port 7860
     nbkit compare tiny star-it1 star-it2 --share            # prints a generated password
-    from nbkit.serve import launch_inline; launch_inline("compare", ["base", "sft"])   # in a notebook
+    from nbkit.serve.launch import launch_inline; launch_inline("compare", ["base", "sft"])   # in a notebook
 
 Simplified relative to FastChat/LlamaBoard: one process, one model per thread, no batching across users, no
 multi-GPU workers, no moderation.
@@ -31,10 +31,10 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from nbkit.backend import Backend, ServeConfig, auto_threads, check_prompt, clean_text, label_message
-from nbkit.catalog import Catalog, ModelCache
 from nbkit.errors import ConfigError, ServeError
-from nbkit.ui import ui_errors, ui_warn
+from nbkit.serve.backend import Backend, ServeConfig, auto_threads, check_prompt, clean_text, label_message
+from nbkit.serve.catalog import Catalog, ModelCache
+from nbkit.serve.ui import ui_errors, ui_warn
 
 # app name -> the module (in the repository's apps/ package) whose `build(backend)` returns its Blocks
 APPS = {"chat": "apps.chat", "compare": "apps.compare"}
@@ -97,7 +97,7 @@ def find_app(name: str) -> Path:
     """apps/<name>.py from $NBKIT_APPS, the repository this nbkit was imported from, or ./apps."""
     if name not in APPS:
         raise ConfigError(f"unknown app {name!r}; use one of {', '.join(APPS)}")
-    roots = [os.environ.get("NBKIT_APPS"), Path(__file__).resolve().parents[1] / "apps", Path.cwd() / "apps"]
+    roots = [os.environ.get("NBKIT_APPS"), Path(__file__).resolve().parents[2] / "apps", Path.cwd() / "apps"]
     for root in roots:
         if root and (Path(root) / f"{name}.py").is_file():
             return Path(root) / f"{name}.py"
@@ -132,7 +132,7 @@ def login_page(app_title: str, user: str | None, generated: bool) -> str:
 def launch(demo, cfg: ServeConfig, inline: bool = False, say=print):
     """Start `demo` without blocking; returns it (demo.local_url, demo.share_url). Applies the caps (queue,
     uploads off, login attempts per minute), the login and the share policy."""
-    from nbkit.limits import LoginGuard
+    from nbkit.serve.limits import LoginGuard
 
     generated = cfg.share and not cfg.auth
     creds = share_credentials(cfg.share, cfg.auth, say)

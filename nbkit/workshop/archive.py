@@ -28,7 +28,9 @@ import time
 import uuid
 from pathlib import Path
 
-from nbkit.runs import RUN_FILE, Registry, RunError, _atomic_write, _io_error
+from nbkit.errors import RunError
+from nbkit.files import atomic_write, io_error
+from nbkit.runs import RUN_FILE, Registry
 
 MANIFEST = "nbkit-export.json"
 FORMAT = 1
@@ -187,10 +189,10 @@ def _relink(dest: Path, rec: dict, plan: dict, reg: Registry) -> None:
     peft_cfg = json.loads(cfg_file.read_text())
     old = peft_cfg["base_model_name_or_path"]
     peft_cfg["base_model_name_or_path"] = base["peft"] = new
-    _atomic_write(cfg_file, json.dumps(peft_cfg, indent=2, sort_keys=True))
+    atomic_write(cfg_file, json.dumps(peft_cfg, indent=2, sort_keys=True))
     card = dest / "checkpoint" / "README.md"
     if card.exists() and old:  # the model card names the base too
-        _atomic_write(card, card.read_text().replace(f"`{old}`", f"`{new}`"))
+        atomic_write(card, card.read_text().replace(f"`{old}`", f"`{new}`"))
     rec["base_model"] = base
 
 
@@ -210,7 +212,7 @@ def import_runs(reg: Registry, path: str | os.PathLike, rename: bool = False) ->
             try:
                 pending.mkdir(parents=True, exist_ok=True)
             except OSError as e:
-                raise _io_error(e, reg.root, "write the run registry at") from None
+                raise io_error(e, reg.root, "write the run registry at") from None
             for r in manifest["runs"]:
                 new = plan[r["name"]]
                 if new is None:
@@ -224,7 +226,7 @@ def import_runs(reg: Registry, path: str | os.PathLike, rename: bool = False) ->
                 rec.pop("wandb", None)  # its wandb files stayed behind
                 rec.pop("writer", None)
                 _relink(dest, rec, plan, reg)
-                _atomic_write(dest / RUN_FILE, json.dumps(rec, indent=1))
+                atomic_write(dest / RUN_FILE, json.dumps(rec, indent=1))
         for new, dest in staged:  # parents first: every child finds its parent registered
             try:
                 os.rename(dest, reg.root / new)

@@ -1,6 +1,6 @@
 """The arena's logic: blind rounds made and served by the server, a vote store that takes one vote per round
 even under concurrent voters, Elo and Bradley-Terry ratings with honest 95% intervals, and the batch accuracy
-table. (The token view is nbkit.tokenview; the leaderboard's notes are nbkit.leaderboard.)
+table. (The token view is nbkit.serve.tokenview; the leaderboard's notes are nbkit.serve.leaderboard.)
 
 `apps/compare.py` only lays these out. What it simplifies relative to Chatbot Arena (Zheng et al. 2023; LMSYS's
 rating notebook):
@@ -397,7 +397,7 @@ class Arena:
     instructor's choice, never the client's); a round may have several turns; one vote per served round."""
 
     def __init__(self, cfg: ArenaConfig, store: VoteStore, pool: Sequence[str] = (), limits=None):
-        from nbkit.limits import Limits
+        from nbkit.serve.limits import Limits
 
         self.cfg, self.store = cfg, store
         self.pool = list(dict.fromkeys(pool))

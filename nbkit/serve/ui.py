@@ -1,6 +1,6 @@
 """The Gradio glue the apps share: a refused request (NbkitError, ValueError) shown as a message in the app.
 
-`apps/*.py` import this module and `nbkit.backend`, never `nbkit.serve`, so that serve can import the apps by name
+`apps/*.py` import this module and `nbkit.serve.backend`, never `nbkit.serve.launch`, so that serve can import the apps by name
 without an import cycle.
 """
 

@@ -1,10 +1,10 @@
 """What a classroom leaderboard can and cannot say: tied ranks, votes still needed, position bias, and the
-win-rate and battle-count matrices behind the ratings (`nbkit.arena.leaderboard` gives the table itself).
+win-rate and battle-count matrices behind the ratings (`nbkit.serve.arena.leaderboard` gives the table itself).
 
 A workshop collects tens of votes, not the millions of Chatbot Arena, so most gaps are noise. These helpers put
 that in words next to the table.
 
-    board = leaderboard(battles)                 # nbkit.arena
+    board = leaderboard(battles)                 # nbkit.serve.arena
     separation(board)   # ["about 40 more votes to separate tiny-b and tiny (intervals overlap by 120 points)"]
     position_bias(battles)  # "A (left) won 7 of 10 decisive votes (70%) ..."
     matrices(battles)   # (win-rate DataFrame, battle-count DataFrame)
@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from nbkit.arena import Battle, win_matrix
+from nbkit.serve.arena import Battle, win_matrix
 
 
 def votes_to_separate(gap: float, half_a: float, half_b: float, games_a: int, games_b: int) -> int | None:
@@ -37,7 +37,7 @@ def votes_to_separate(gap: float, half_a: float, half_b: float, games_a: int, ga
 
 def separation(board) -> list[str]:
     """One line per pair of neighbours in the table whose intervals overlap: how many more votes would likely
-    separate them. `board`: DataFrame from nbkit.arena.leaderboard (sorted best first)."""
+    separate them. `board`: DataFrame from nbkit.serve.arena.leaderboard (sorted best first)."""
     rows = board.to_dict("records")
     lines = []
     for a, b in zip(rows, rows[1:]):

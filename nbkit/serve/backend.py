@@ -1,5 +1,5 @@
 """Everything the apps call besides layout: one `Backend` per server process, with the catalog, the model cache,
-the input caps (nbkit.limits), token streaming (nbkit.streaming) and the arena (nbkit.arena).
+the input caps (nbkit.serve.limits), token streaming (nbkit.serve.streaming) and the arena (nbkit.serve.arena).
 
 The apps (`apps/chat.py`, `apps/compare.py`) wire Gradio events to these methods; tests call them directly.
 
@@ -19,10 +19,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from nbkit.catalog import Catalog, ModelCache
 from nbkit.errors import NbkitError, ServeError
-from nbkit.limits import LimitError, Limits, check_batch, check_stops, sampling, trim_history
-from nbkit.streaming import paced, stream_generate, stream_many
+from nbkit.serve.catalog import Catalog, ModelCache
+from nbkit.serve.limits import LimitError, Limits, check_batch, check_stops, sampling, trim_history
+from nbkit.serve.streaming import paced, stream_generate, stream_many
 
 
 @dataclass
@@ -47,7 +47,9 @@ class ServeConfig:
     threads: int = field(
         default=0, metadata={"help": "torch threads; 0 = cores / streams that can run at once"}
     )
-    limits: Limits = field(default_factory=Limits, metadata={"help": "caps on every input (nbkit.limits)"})
+    limits: Limits = field(
+        default_factory=Limits, metadata={"help": "caps on every input (nbkit.serve.limits)"}
+    )
 
     @classmethod
     def for_profile(cls, name: str) -> ServeConfig:
@@ -158,8 +160,8 @@ class Backend:
 
     def __init__(self, cfg: ServeConfig, registry=None):
         from nbkit import models
-        from nbkit.arena import Arena, ArenaConfig, VoteStore
         from nbkit.runs import Registry
+        from nbkit.serve.arena import Arena, ArenaConfig, VoteStore
 
         self.cfg = cfg
         self.limits = cfg.limits
@@ -357,7 +359,7 @@ class Backend:
 
     def board_notes(self, method: str = "bt") -> str:
         """Markdown under the leaderboard: what the numbers can and cannot say yet."""
-        from nbkit.leaderboard import position_bias, separation
+        from nbkit.serve.leaderboard import position_bias, separation
 
         battles = self.votes.battles()
         if not battles:
@@ -366,13 +368,13 @@ class Backend:
         return "\n".join(f"- {x}" for x in lines)
 
     def matrices(self):
-        from nbkit.leaderboard import matrices
+        from nbkit.serve.leaderboard import matrices
 
         return matrices(self.votes.battles())
 
     def batch(self, labels, task_name: str = "arithmetic", n: int = 20, max_new_tokens: int = 32):
         """Accuracy table of each selected model on the same `n` test examples of a task (greedy)."""
-        from nbkit.arena import batch_accuracy
+        from nbkit.serve.arena import batch_accuracy
         from nbkit.tasks import get_task
 
         labels = list(dict.fromkeys(m for m in labels or [] if self.catalog.source(m)))
@@ -385,8 +387,8 @@ class Backend:
         return batch_accuracy(self.model, labels, task, task.test(n), max_new_tokens)
 
     def token_view(self, prompt, labels, answers):
-        """Per-token log-probs of each answer under every model in `labels` (see nbkit.arena.token_view)."""
-        from nbkit.tokenview import token_view
+        """Per-token log-probs of each answer under every model in `labels` (see nbkit.serve.arena.token_view)."""
+        from nbkit.serve.tokenview import token_view
 
         if not prompt:
             raise ServeError("The token view scores the answers of the last side-by-side run: run one first.")
