@@ -95,29 +95,3 @@ def barrier() -> None:
     """Wait until every rank gets here (accelerate's `wait_for_everyone`); a no-op on one process."""
     if _launched():
         state().wait_for_everyone()
-
-
-class NullRun:
-    """A RunWriter that writes nothing, for ranks other than 0: they train along (the trainer's collectives need
-    every rank) but only rank 0 records. Its `path` is a scratch folder for files a stage writes beside a run."""
-
-    def __init__(self):
-        import tempfile
-        from pathlib import Path
-
-        self.path = Path(tempfile.mkdtemp(prefix="nbkit-rank-"))
-
-    def log(self, *args, **kwargs) -> None:
-        pass
-
-    def set_summary(self, **kwargs) -> None:
-        pass
-
-    def save_model(self, *args, **kwargs) -> None:
-        pass
-
-    def __enter__(self) -> NullRun:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        pass

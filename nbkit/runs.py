@@ -354,6 +354,33 @@ def base_run(registry: Registry, model: str) -> str:
     return name
 
 
+class NullRun:
+    """A RunWriter that writes nothing, for processes other than the main one: they train along (the trainer's
+    collectives need every rank) but only the main process records (as nanochat's DummyWandb). Its `path` is a
+    scratch folder for files a stage writes beside a run."""
+
+    def __init__(self):
+        import tempfile
+        from pathlib import Path
+
+        self.path = Path(tempfile.mkdtemp(prefix="nbkit-rank-"))
+
+    def log(self, *args, **kwargs) -> None:
+        pass
+
+    def set_summary(self, **kwargs) -> None:
+        pass
+
+    def save_model(self, *args, **kwargs) -> None:
+        pass
+
+    def __enter__(self) -> NullRun:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        pass
+
+
 class Registry:
     def __init__(self, root: str | os.PathLike | None = None, project: str = "nbkit"):
         if root:
@@ -418,6 +445,45 @@ class Registry:
                 f"the old one (Registry.delete({name!r}))"
             )
         return run
+
+    def writer(
+        self, name: str, kind: str, config: dict, parent: str | None = None, **kwargs
+    ) -> RunWriter | NullRun:
+        """`create(...)` on the main process, a NullRun on the others (under several processes only the main one
+        writes the registry)."""
+        from nbkit import dist
+
+        return self.create(name, kind, config, parent, **kwargs) if dist.is_main() else NullRun()
+
+    def ensure(
+        self,
+        name: str,
+        kind: str,
+        config: dict,
+        build,
+        parent: str | None = None,
+        *,
+        ignore=(),
+        everyone=True,
+    ) -> Run:
+        """The finished run `name`, reused when it was made with `config` (refused in one line when it was not), or
+        built now: `build(writer)` fills a new run, which the main process commits. The one way every experiment
+        reuses or builds a stage.
+
+        everyone: every process runs `build` (training: the trainer's collectives need them all; the others get a
+        NullRun); else the main process builds alone and the others wait for it (e.g. drawing data).
+        Example: reg.ensure("cpu-sft", "sft", {"lr": 1e-4}, lambda w: w.set_summary(loss=0.5), parent="base")
+        """
+        from nbkit import dist
+
+        if not dist.broadcast(
+            self.exists(name)
+        ):  # the main process decides: every rank takes the same branch
+            if dist.is_main() or everyone:
+                with self.writer(name, kind, config, parent) as w:
+                    build(w)
+            dist.barrier()  # the main process has committed the run
+        return self.reuse(name, config, ignore)
 
     def get(self, name: str) -> Run:
         path = self.root / name

@@ -10,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from nbkit import dist
+from nbkit.runs import NullRun
 
 
 def test_bounds_by_hand():
@@ -31,7 +32,7 @@ def test_one_process_is_rank_0_of_1_and_touches_nothing(monkeypatch):
     assert (dist.rank(), dist.world(), dist.is_main()) == (0, 1, True)
     assert dist.shard([1, 2, 3]) == [1, 2, 3] and dist.gather([1, 2]) == [1, 2] and dist.broadcast("x") == "x"
     dist.barrier()
-    null = dist.NullRun()
+    null = NullRun()
     null.log({"a": 1})
     null.set_summary(a=1)
     assert null.path.is_dir()

@@ -205,25 +205,6 @@ def plan(cfg: BudgetConfig, registry=None, **stages) -> Plan:
 # ----------------------------------------------------------------------------- registry steps: reuse, or build
 
 
-def ensure(reg, name: str, kind: str, config: dict, parent: str | None, build, everyone: bool = True):
-    """The run `name` from the registry (the cache; refused if made with another config), or built now by
-    build(writer) and committed by rank 0.
-
-    everyone: every rank runs `build` (training: the trainer's collectives need them all; ranks other than 0 get a
-    writer that writes nothing); else rank 0 builds alone and the others wait for it (drawing the pairs).
-    """
-    from nbkit import dist
-
-    if not dist.broadcast(reg.exists(name)):  # rank 0 decides: every rank must take the same branch
-        if dist.is_main():
-            with reg.create(name, kind, config, parent) as writer:
-                build(writer)
-        elif everyone:
-            build(dist.NullRun())
-        dist.barrier()  # rank 0 has committed the run
-    return reg.reuse(name, config, ignore=GRID)
-
-
 def ensure_pairs(p: Plan) -> list[dict]:
     """All preference pairs, round-robin over prompts (drawn once, on rank 0; cached as a registry run); cell
     (B, f) trains on the first n_pairs."""
@@ -233,7 +214,7 @@ def ensure_pairs(p: Plan) -> list[dict]:
         write_jsonl(Path(writer.path) / "pairs.jsonl", rows)
         writer.set_summary(n_pairs=len(rows), n_prompts=len({json.dumps(r["prompt"]) for r in rows}))
 
-    run = ensure(p.reg, p.names["pairs"], "pairs", p.config, None, build, everyone=False)
+    run = p.reg.ensure(p.names["pairs"], "pairs", p.config, build, None, ignore=GRID, everyone=False)
     pairs = read_jsonl(run.path / "pairs.jsonl")
     need = max(c.n_pairs for c in p.cells)
     if need > len(pairs):
@@ -274,7 +255,7 @@ def ensure_base(p: Plan):
     def build(w):
         record_eval(p, w, *load_model(p.cfg.model))
 
-    return ensure(p.reg, p.names["base"], "base", p.config, base_run(p.reg, p.cfg.model), build)
+    return p.reg.ensure(p.names["base"], "base", p.config, build, base_run(p.reg, p.cfg.model), ignore=GRID)
 
 
 def ensure_sft(p: Plan, n: int):
@@ -290,7 +271,7 @@ def ensure_sft(p: Plan, n: int):
         w.save_model(trainer.model, tok)
         record_eval(p, w, trainer.model, tok, n_sft=n, steps=trainer.state.global_step, train_seconds=seconds)
 
-    return ensure(p.reg, name, "sft", {**p.config, "n_sft": n}, p.names["base"], build)
+    return p.reg.ensure(name, "sft", {**p.config, "n_sft": n}, build, p.names["base"], ignore=GRID)
 
 
 def ensure_dpo(p: Plan, pairs: list[dict], parent: str, n: int):
@@ -306,7 +287,9 @@ def ensure_dpo(p: Plan, pairs: list[dict], parent: str, n: int):
             p, w, trainer.model, tok, n_pairs=n, steps=trainer.state.global_step, train_seconds=seconds
         )
 
-    return ensure(p.reg, run_name(parent, f"dpo{n}"), "dpo", {**p.config, "n_pairs": n}, parent, build)
+    return p.reg.ensure(
+        run_name(parent, f"dpo{n}"), "dpo", {**p.config, "n_pairs": n}, build, parent, ignore=GRID
+    )
 
 
 def run_cell(p: Plan, pairs: list[dict], cell: Cell) -> dict:

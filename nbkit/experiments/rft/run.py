@@ -120,7 +120,7 @@ def _warm_started(reg, cfg: RftConfig, task, train: list, model, tok, parent, st
     if dist.broadcast(reg.exists(ws_name)):
         model, tok = reg.load(reg.reuse(ws_name, ws_cfg).name, dtype="float32")
         return model, tok, ws_name
-    with reg.create(ws_name, "sft", ws_cfg, parent) if dist.is_main() else dist.NullRun() as ws_run:
+    with reg.writer(ws_name, "sft", ws_cfg, parent) as ws_run:
         start = time.perf_counter()
         model = stage(model, tok, records, cfg, ws_run)
         ws_run.save_model(model, tok)
@@ -142,7 +142,6 @@ def run(
         return RftResult(
             reg.reuse(cfg.name, dataclasses.asdict(cfg)), cfg
         )  # refused if made with another config
-    main = dist.is_main()
     task = build_task(cfg)
     train = task.train(cfg.n_train)
     probes = task.test(cfg.n_probe) if cfg.n_probe else []
@@ -150,8 +149,8 @@ def run(
     model, tok = load(cfg.model, dtype="float32")
     if cfg.warmstart_fraction > 0:
         model, tok, parent = _warm_started(reg, cfg, task, train, model, tok, parent, warm_start)
-    # ranks other than 0 train along with a run that records nothing (dist.NullRun)
-    with reg.create(cfg.name, "rft", dataclasses.asdict(cfg), parent) if main else dist.NullRun() as rft_run:
+    # ranks other than 0 train along with a run that records nothing (runs.NullRun)
+    with reg.writer(cfg.name, "rft", dataclasses.asdict(cfg), parent) as rft_run:
         model, summary = grpo(model, tok, cfg, task, train, probes, rft_run, progress)
         rft_run.set_summary(**summary)
         if cfg.save_model:
