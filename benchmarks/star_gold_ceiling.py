@@ -15,16 +15,16 @@ Greedy decoding, the same held-out problems as the loop's evaluation.
 
 import argparse
 import copy
-import dataclasses
 import time
 
-from nbkit.experiments import star
-from nbkit.experiments.star import StarConfig
+from nbkit.experiments.star import StarConfig, primer_records, seed_examples
+from nbkit.experiments.star.data import build_task, held_out
+from nbkit.experiments.star.run import evaluate, train
 from nbkit.models import load
 
 
 def accuracy(cfg, task, model, tok, test) -> dict:
-    ev = star.evaluate(cfg, task, model, tok, test, task.chat)
+    ev = evaluate(cfg, model, tok, task, test, task.chat, progress=False)
     return {f"{d}-digit": round(a, 3) for d, a in sorted(ev["by_difficulty"].items())}
 
 
@@ -40,25 +40,26 @@ def main():
     ap.add_argument("--test-problems", type=int, help="held-out problems (default: the profile's)")
     args = ap.parse_args()
 
-    cfg = dataclasses.replace(StarConfig.for_profile(args.profile), verbose=False)
+    cfg = StarConfig.for_profile(args.profile)
     cfg.batch_size = args.batch_size or cfg.batch_size
     cfg.test_problems = args.test_problems or cfg.test_problems
-    task = star.build_task(cfg)
-    test = star.held_out(task, cfg.test_problems)
-    train = task.train(args.problems or cfg.problems_per_iteration, salt="gold-ceiling")
-    records = [task.sft_record(ex) for ex in train]
+    task = build_task(cfg)
+    test = held_out(task, cfg.test_problems)
+    gold = task.train(args.problems or cfg.problems_per_iteration, salt="gold-ceiling")
+    records = [task.sft_record(ex) for ex in gold]
     if args.replay_primer:
-        records += star.primer_records(task, *star.seed_examples(cfg, task))
+        records += primer_records(task, *seed_examples(cfg, task))
     primer, tok = load(args.primer, dtype="float32")
     print(f"primer: {accuracy(cfg, task, primer, tok, test)}")
     rows = len(records)
     for lr in args.lr or [cfg.lr]:
         for steps in args.steps or [cfg.steps(1, rows)]:
             model, t0 = copy.deepcopy(primer), time.perf_counter()
-            star.train(cfg, model, tok, records, steps, lr, None)  # leaves the model in eval mode
+            # leaves the model in eval mode
+            train(cfg, model, tok, records, None, steps=steps, lr=lr, progress=False)
             took = time.perf_counter() - t0
             print(
-                f"gold rationales for {len(train)} problems{' + primer rows' if args.replay_primer else ''} "
+                f"gold rationales for {len(gold)} problems{' + primer rows' if args.replay_primer else ''} "
                 f"({rows} rows), {steps} steps of batch {cfg.batch_size} = {steps * cfg.batch_size / rows:.1f} "
                 f"epochs at lr {lr:g} ({took:.0f} s): {accuracy(cfg, task, model, tok, test)}",
                 flush=True,

@@ -20,14 +20,14 @@ digits, wrong total) and "other".
 
 import argparse
 import collections
-import dataclasses
 import itertools
 import re
 import time
 
 import nbkit.tasks.arithmetic as arithmetic
-from nbkit.experiments import star
-from nbkit.experiments.star import StarConfig
+from nbkit.experiments.star import StarConfig, primer_records, seed_examples
+from nbkit.experiments.star.data import build_task, held_out, split_rationale
+from nbkit.experiments.star.run import evaluate, train
 from nbkit.models import load
 
 NUMBERS = arithmetic.scratchpad
@@ -54,12 +54,10 @@ def first_error(gold: str, got: str) -> str:
 
 
 def measure(cfg, task, model, tok, test) -> str:
-    ev = star.evaluate(cfg, task, model, tok, test, task.chat)
+    ev = evaluate(cfg, model, tok, task, test, task.chat, progress=False)
     by = " ".join(f"{d}-digit {a:.0%}" for d, a in sorted(ev["by_difficulty"].items()))
     errors = collections.Counter(
-        first_error(
-            arithmetic.scratchpad(ex.meta["a"], ex.meta["b"]), star.split_rationale(row["completion"])
-        )
+        first_error(arithmetic.scratchpad(ex.meta["a"], ex.meta["b"]), split_rationale(row["completion"]))
         for ex, row in zip(test, ev["rows"])
         if ex.difficulty == 3 and not row["correct"]
     )
@@ -77,19 +75,21 @@ def main():
     ap.add_argument("--problems", type=int, help="gold rationales in the iteration (default: the profile's)")
     args = ap.parse_args()
 
-    cfg = dataclasses.replace(StarConfig.for_profile(args.profile), verbose=False)
+    cfg = StarConfig.for_profile(args.profile)
     for label, pad in [("numbers (nbkit)", NUMBERS), ("digits only", digits_only)]:
         arithmetic.scratchpad = pad  # Arithmetic.make and .faithful look it up at call time
-        task = star.build_task(cfg)
-        test = star.held_out(task, cfg.test_problems)
+        task = build_task(cfg)
+        test = held_out(task, cfg.test_problems)
         model, tok = load(cfg.model, dtype="float32")
         t0 = time.perf_counter()
-        records = star.primer_records(task, *star.seed_examples(cfg, task))
-        primer = star.train(cfg, model, tok, records, None, cfg.primer_lr, None, epochs=cfg.primer_epochs)
+        records = primer_records(task, *seed_examples(cfg, task))
+        how = dict(steps=None, lr=cfg.primer_lr, epochs=cfg.primer_epochs, progress=False)
+        primer = train(cfg, model, tok, records, None, **how)
         steps = primer.state.global_step
         print(f"[{label}] primer ({steps} steps): {measure(cfg, task, model, tok, test)}", flush=True)
         gold = task.train(args.problems or cfg.problems_per_iteration, salt="gold-ceiling")
-        star.train(cfg, model, tok, [task.sft_record(ex) for ex in gold], cfg.steps(1), cfg.lr, None)
+        gold_rows = [task.sft_record(ex) for ex in gold]
+        train(cfg, model, tok, gold_rows, None, steps=cfg.steps(1), lr=cfg.lr, progress=False)
         print(
             f"[{label}] + gold rationales for {len(gold)} problems ({cfg.steps(1)} steps): "
             f"{measure(cfg, task, model, tok, test)} ({time.perf_counter() - t0:.0f} s)",

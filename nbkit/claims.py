@@ -136,15 +136,3 @@ def unpaired(b, a, claim: str, direction: int = 1, n_boot: int = 2000, seed: int
     sd = math.sqrt(va.var(ddof=1) + vb.var(ddof=1)) if min(len(va), len(vb)) > 1 else 0.0
     n_needed = int(math.ceil((Z95 * sd / abs(eff)) ** 2)) if eff and sd else None
     return Claim(claim, eff, lo, hi, min(len(va), len(vb)), direction, 0.0, n_needed)
-
-
-def mean_above(
-    values, null: float, claim: str, direction: int = 1, n_boot: int = 2000, seed: int = 0
-) -> Claim:
-    """Mean of `values` against a fixed value (e.g. accuracy against the primer's floor, or 0.5)."""
-    v = np.asarray(values, dtype=float)
-    lo, hi = bootstrap_interval(v, n_boot=n_boot, seed=seed)
-    eff = float(v.mean())
-    return Claim(
-        claim, eff, lo, hi, len(v), direction, null, needed_n(v, eff - null) if eff != null else None
-    )

@@ -1,14 +1,6 @@
-"""The `nbkit` command.
-
-    nbkit models list | pull NAME [--force]
-    nbkit runs list | show NAME | check [--fix] | export NAME... -o FILE.tar | import FILE.tar [--rename]
-    nbkit report [--profile cpu] [NOTEBOOK_PREFIX ...]
-    nbkit star|rft|budget [--config FILE] [--profile P] [--runs DIR] [--KEY VALUE ...]
-    nbkit chat [MODEL]            nbkit compare [MODEL ...]
-
-Experiments run through `nbkit.experiments.command`, apps through `nbkit.serve.cli`; this file only routes.
-Errors that nbkit raises on purpose (unknown model, name collision, offline, bad config) print one line, not a
-traceback.
+"""The `nbkit` command: routes each subcommand to the module that does the work (experiments to
+`nbkit.experiments.command`, apps to `nbkit.serve.launch`, the registry's pages to `nbkit.runview`). Errors that
+nbkit raises on purpose (unknown model, name collision, offline, bad config) print one line, not a traceback.
 """
 
 from __future__ import annotations
@@ -21,11 +13,24 @@ import sys
 from nbkit.errors import NbkitError
 from nbkit.experiments import EXPERIMENTS
 
+USAGE = """\
+  nbkit models list | pull NAME          the models nbkit knows, and which are downloaded
+  nbkit runs list [--kind K] [--wide]    your runs, one line each; `runs show NAME` for one run
+  nbkit star|rft|budget --profile smoke  run an experiment (finished stages are reused)
+  nbkit chat [MODEL] | compare [MODEL..] talk to a model, or compare models side by side
+  nbkit report --profile smoke 00        run notebooks headless into reports/
+
+Everything you train is kept in a run registry (`nbkit runs list` says where). Add --help to any command."""
+
 # subcommand -> module whose `cli(argv) -> int` handles it (the experiments: nbkit.experiments.command)
 DELEGATED = {
     **{name: "nbkit.experiments" for name in EXPERIMENTS},
     "chat": "nbkit.serve.launch",
     "compare": "nbkit.serve.launch",
+}
+HELP = {
+    "chat": "chat with a model or a trained run in your browser",
+    "compare": "compare models side by side in your browser and vote (an Elo leaderboard)",
 }
 
 
@@ -51,25 +56,11 @@ def _models(args) -> int:
 
 
 def _runs(args) -> int:
-    import warnings
-
-    from nbkit.runs import Registry, RegistryWarning, RunError
+    from nbkit.runs import Registry, RunError
 
     reg = Registry(args.runs)
     if args.action == "list":
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RegistryWarning)  # damaged runs are listed below instead
-            table = reg.table()
-        print(reg.describe())
-        print("no runs" if table.empty else table.to_string(index=False))
-        for problem in reg.damaged():
-            print(f"damaged: {problem.path.name}: {problem.reason} (`nbkit runs check --fix` moves it aside)")
-        stale = [p for p in reg.pending() if p.kind == "stale"]
-        if stale:
-            print(
-                f"{len(stale)} stale entr{'y' if len(stale) == 1 else 'ies'} in .pending/: see `nbkit runs check`"
-            )
-        return 0
+        return _runs_list(reg, args)
     if args.action == "check":
         return _runs_check(reg, args.fix)
     if args.action == "export":
@@ -95,26 +86,76 @@ def _runs(args) -> int:
         return 0
     if not args.names:
         raise RunError("nbkit runs show NAME: give a NAME; `nbkit runs list` shows them")
-    run = reg.get(args.names[0])
-    print(
-        json.dumps(
-            {
-                "name": run.name,
-                "kind": run.kind,
-                "parent": run.parent,
-                "lineage": [r.name for r in reg.lineage(run.name)],
-                "path": str(run.path),
-                "checkpoint": "lora adapter" if run.adapter else ("full" if run.checkpoint else None),
-                "config": run.config,
-                "summary": run.summary,
-                "hardware": run.hardware,
-                "metrics_logged": len(run.metrics()),
-            },
-            indent=1,
-            default=str,
+    return _runs_show(reg, args.names[0], args.json)
+
+
+def _runs_list(reg, args) -> int:
+    """One line per run (name, kind, parent, age, key metric); --wide: every summary column; --json: records.
+    Damaged runs and stale .pending/ entries are reported after the list (to stderr with --json)."""
+    import warnings
+
+    from nbkit import runview
+    from nbkit.runs import RegistryWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RegistryWarning)  # damaged runs are listed below instead
+        runs = [r for r in reg.list() if args.kind is None or r.kind == args.kind]
+        table = reg.table() if args.wide else None
+    notes = sys.stderr if args.json else sys.stdout
+    if args.json:
+        print(json.dumps([runview.record(r) for r in runs], indent=1))
+    else:
+        print(reg.describe())
+        if table is not None and args.kind and not table.empty:
+            table = table[table["kind"] == args.kind]
+        if not runs:
+            print("no runs" + (f" of kind {args.kind!r}" if args.kind else ""))
+        else:
+            print(table.to_string(index=False) if table is not None else "\n".join(runview.list_lines(runs)))
+    for problem in reg.damaged():
+        print(
+            f"damaged: {problem.path.name}: {problem.reason} (`nbkit runs check --fix` moves it aside)",
+            file=notes,
         )
-    )
+    stale = [p for p in reg.pending() if p.kind == "stale"]
+    if stale:
+        print(
+            f"{len(stale)} stale entr{'y' if len(stale) == 1 else 'ies'} in .pending/: see `nbkit runs check`",
+            file=notes,
+        )
     return 0
+
+
+def _runs_show(reg, name: str, raw: bool) -> int:
+    """A run's page (`nbkit.runview.show_lines`); raw: the same as one JSON object."""
+    from nbkit import runview
+
+    run = reg.get(name)
+    lineage = reg.lineage(name)
+    if raw:
+        print(json.dumps(runview.page_record(run, lineage), indent=1, default=str))
+        return 0
+    defaults, about = _profile_defaults(run)
+    print("\n".join(runview.show_lines(run, lineage, defaults, about)))
+    return 0
+
+
+def _profile_defaults(run) -> tuple[dict | None, str]:
+    """(the config of the experiment profile `run` was made in, as a dict; "as `nbkit star --profile smoke`"), or
+    (None, "") when the run names no experiment and profile. The experiment is
+    the kind's first word ("star-iteration") or a part of the run's name ("smoke-budget-1db001-sft4")."""
+    import dataclasses
+
+    from nbkit.experiments import EXPERIMENTS, load
+
+    parts = run.name.split("-")
+    name = next((e for e in EXPERIMENTS if run.kind.split("-")[0] == e or e in parts), None)
+    if name is None:
+        return None, ""
+    profile, exp = run.config.get("profile"), load(name)
+    if profile not in exp.PROFILES:
+        return None, ""
+    return dataclasses.asdict(exp.Config.for_profile(profile)), f"as `nbkit {name} --profile {profile}`"
 
 
 def _runs_check(reg, fix: bool) -> int:
@@ -142,39 +183,53 @@ def _report(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="nbkit", description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+        prog="nbkit",
+        description="Train and compare small language models on a laptop: STaR, RFT (GRPO), SFT vs DPO.",
+        epilog=USAGE,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = p.add_subparsers(dest="command", required=True)
 
-    m = sub.add_parser("models", help="list or pull models (offline-capable)")
+    m = sub.add_parser(
+        "models", help="see which models are downloaded, or download one (works offline afterwards)"
+    )
     m.add_argument("action", choices=["list", "pull"])
     m.add_argument("name", nargs="?")
     m.add_argument("--force", action="store_true", help="rebuild even if cached")
     m.set_defaults(func=_models)
 
-    r = sub.add_parser("runs", help="the run registry: list, show, check, export, import")
-    r.add_argument("action", choices=["list", "show", "check", "export", "import"])
+    r = sub.add_parser("runs", help="look at your runs, check the registry, or move runs between machines")
+    r.add_argument(
+        "action",
+        choices=["list", "show", "check", "export", "import"],
+        help="list: one line per run; show: one run in full; check: find damaged runs; export/import: .tar files",
+    )
     r.add_argument(
         "names", nargs="*", metavar="NAME", help="show: one run; export: runs; import: the .tar file"
     )
     r.add_argument(
         "--runs", default=None, help="registry folder (default: $NBKIT_RUNS, else the project's runs/)"
     )
-    r.add_argument("--root", dest="runs", help=argparse.SUPPRESS)  # the old name of --runs
+    r.add_argument("--kind", help="list: only runs of this kind (e.g. star-iteration, rft, dpo)")
+    r.add_argument("--wide", action="store_true", help="list: every summary value, one column each")
+    r.add_argument("--json", action="store_true", help="list, show: machine-readable JSON")
     r.add_argument("--fix", action="store_true", help="check: move damaged and stale entries aside")
     r.add_argument("-o", "--output", help="export: the .tar file to write")
     r.add_argument("--no-parents", action="store_true", help="export: the named runs only, not their lineage")
     r.add_argument("--rename", action="store_true", help="import: rename runs whose names are taken")
     r.set_defaults(func=_runs)
 
-    rep = sub.add_parser("report", help="execute the notebooks headless into a reports folder")
+    rep = sub.add_parser(
+        "report",
+        help="run the notebooks without Jupyter and save them, with their outputs, as .ipynb and .html",
+    )
     rep.add_argument("--profile", default="cpu", choices=["smoke", "cpu", "gpu"])
     rep.add_argument("--out", default="reports")
     rep.add_argument("only", nargs="*", help="notebook name prefixes, e.g. 00 01")
     rep.set_defaults(func=_report)
 
     for name in DELEGATED:
-        d = sub.add_parser(name, help=f"see `nbkit {name} --help`", add_help=False)
+        d = sub.add_parser(name, help=HELP.get(name) or EXPERIMENTS[name], add_help=False)
         d.add_argument("rest", nargs=argparse.REMAINDER)
     return p
 

@@ -7,7 +7,6 @@
 
     cfg = with_profile(RftConfig, PROFILES, "smoke", steps=3)        # in a notebook
     cfg, extra = parse_cli(RftConfig, PROFILES, argv, prog="nbkit rft")  # `nbkit rft --config F --steps 3`
-    cfg = load_config("star.yaml", StarConfig)   # a file alone; `profile:` picks the class's for_profile defaults
 
 On the command line (transformers' HfArgumentParser, as TRL's scripts use it) a value comes from, last wins: the
 dataclass default, the profile's row (`--profile`, else the file's `profile:`), the `--config` YAML/JSON file, then
@@ -20,6 +19,7 @@ import argparse
 import copy
 import dataclasses
 import json
+import sys
 from dataclasses import field
 from pathlib import Path
 
@@ -74,8 +74,23 @@ def with_profile(cls, profiles: dict, name: str, /, **overrides):
     return cls(**{**profile_row(profiles, name, cls), "profile": name, **overrides})
 
 
-def load_config(path: str | Path, cls):
-    return from_dict(read_file(path), cls, source=str(path))
+class ExperimentConfig:
+    """The two methods every experiment's config dataclass shares (a base for methods only, never for fields):
+    `for_profile` builds it from a row of the PROFILES table in the class's own module, `run_name` names its runs."""
+
+    @classmethod
+    def for_profile(cls, profile: str, /, **overrides):
+        """The config of `profile` (a row of PROFILES), then `overrides`, e.g. StarConfig.for_profile("smoke",
+        iterations=1)."""
+        return with_profile(cls, sys.modules[cls.__module__].PROFILES, profile, **overrides)
+
+    def run_name(self, *stage) -> str:
+        """Every run of an experiment is "{profile}-{name}-{stage}". Example: profile cpu, name star:
+        run_name("iter2") -> "cpu-star-iter2"; a budget sweep: run_name("sft4", "dpo28") ->
+        "cpu-budget-1db001-sft4-dpo28"."""
+        from nbkit.runs import run_name
+
+        return run_name(self.profile, self.name, *stage)
 
 
 def from_dict(data: dict, cls, source: str = "config"):
@@ -84,15 +99,6 @@ def from_dict(data: dict, cls, source: str = "config"):
     profile = data.pop("profile", None)
     base = cls.for_profile(profile) if profile is not None and hasattr(cls, "for_profile") else cls()
     return dataclasses.replace(base, **data)
-
-
-def describe(cls) -> str:
-    """One line per field with its help text, for --help output."""
-    lines = []
-    for f in dataclasses.fields(cls):
-        default = f.default if f.default is not dataclasses.MISSING else "(factory)"
-        lines.append(f"  {f.name} = {default!r}: {f.metadata.get('help', '')}")
-    return "\n".join(lines)
 
 
 # ---------------------------------------------------------------------------------------------- the command line
@@ -146,5 +152,9 @@ def parse_cli(cls, profiles: dict, argv: list[str], p=None, prog: str = "nbkit",
     profile = known.profile or data.get("profile") or default
     row = profile_row(profiles, profile, cls) if profile else {}
     p.set_defaults(**{**row, **data, "profile": profile})
-    cfg, extra = p.parse_args_into_dataclasses(argv, look_for_args_file=False)
+    cfg, extra, unknown = p.parse_args_into_dataclasses(
+        argv, look_for_args_file=False, return_remaining_strings=True
+    )
+    if unknown:
+        raise ConfigError(f"{p.prog}: unknown option(s) {' '.join(unknown)}; `{p.prog} --help` lists them")
     return cfg, extra

@@ -211,8 +211,11 @@ class LiveView:
                 line = " ".join(xy(x, y) for x, y in pts)
                 out.append(f'<polyline points="{line}" fill="none" stroke="{color}" stroke-width="1.5"/>')
                 if len(pts) < 12:
-                    out += [f'<circle cx="{xy(x, y).split(",")[0]}" cy="{xy(x, y).split(",")[1]}" r="2.5" '
-                            f'fill="{color}"/>' for x, y in pts]  # fmt: skip
+                    out += [
+                        f'<circle cx="{xy(x, y).split(",")[0]}" cy="{xy(x, y).split(",")[1]}" r="2.5" '
+                        f'fill="{color}"/>'
+                        for x, y in pts
+                    ]
                 out.append(
                     f'<text x="{left + 4}" y="{top + 12 + 12 * j}" fill="{color}">{escape(name)}</text>'
                 )

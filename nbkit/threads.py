@@ -49,7 +49,7 @@ def runnable_elsewhere(samples: int = 5, gap: float = 0.004) -> int:
         try:
             with open("/proc/loadavg") as f:
                 everyone = int(f.read().split()[3].split("/")[0])
-            counts.append(everyone - _own_runnable())
+            counts.append(everyone - own_runnable())
         except (OSError, ValueError, IndexError):
             return 0
         if i + 1 < samples:
@@ -57,7 +57,8 @@ def runnable_elsewhere(samples: int = 5, gap: float = 0.004) -> int:
     return max(0, sorted(counts)[len(counts) // 2])
 
 
-def _own_runnable() -> int:
+def own_runnable() -> int:
+    """How many of this process's threads are running or runnable now (from /proc/self/task)."""
     n = 0
     for task in os.scandir("/proc/self/task"):
         try:

@@ -7,6 +7,7 @@
 - `RegistryCallback`: sends every TRL log line to a run in the registry (and so to wandb).
 - `sft(...)`: supervised fine-tuning of a model on prompt-completion records, the step STaR, the RFT warm-start and
   the budget sweep share.
+- `dpo(...)`: DPO on preference pairs (prompt, chosen, rejected), the budget sweep's preference step.
 - `lora_config(...)`: a peft LoRA config on the attention projections.
 """
 
@@ -14,9 +15,14 @@ from __future__ import annotations
 
 import math
 import tempfile
+import warnings
 
 import torch
 from transformers import TrainerCallback
+from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+# TRL 0.x/1.x reads transformers' renamed `is_gradient_checkpointing` while generating in GRPO: nothing a user can do
+warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
 
 
 def on_gpu() -> bool:
@@ -65,12 +71,24 @@ class RegistryCallback(TrainerCallback):
             self.run.log(scalars, step=state.global_step + self.step_offset)
 
 
+class QuietProgress(ProgressCallback):
+    """transformers' training progress bar without the log dict it writes under the bar at every logging step (a
+    hundred lines for STaR's primer); the metrics still reach the registry and wandb through RegistryCallback."""
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        pass
+
+
 def with_defaults(trainer):
-    """What every trainer nbkit builds gets: a thread count that follows the machine's load (`nbkit.threads`) and,
-    inside a notebook, the cell's live view (`nbkit.live`). Returns the trainer."""
+    """What every trainer nbkit builds gets: one progress bar and no printed log dicts (`QuietProgress`; none with
+    disable_tqdm), a thread count that follows the machine's load (`nbkit.threads`) and, inside a notebook, the
+    cell's live view (`nbkit.live`). Returns the trainer."""
     from nbkit.live import attach
     from nbkit.threads import adapt_callback
 
+    trainer.pop_callback(PrinterCallback)  # what transformers prints instead of a bar under disable_tqdm
+    if trainer.pop_callback(ProgressCallback) is not None:
+        trainer.add_callback(QuietProgress())
     trainer.add_callback(adapt_callback())
     attach(trainer)
     return trainer
@@ -133,6 +151,64 @@ def sft(
         processing_class=tokenizer,
         peft_config=lora,
         callbacks=([RegistryCallback(run, prefix)] if run is not None else []) + (callbacks or []),
+    )
+    with_defaults(trainer)
+    trainer.train()
+    release(trainer.model).eval()
+    return trainer
+
+
+def dpo(
+    model,
+    tokenizer,
+    pairs: list[dict],
+    epochs: float = 1.0,
+    lr: float = 5e-6,
+    beta: float = 0.1,
+    batch_size: int = 8,
+    max_length: int = 256,
+    run=None,
+    prefix: str = "dpo/",
+    lora=None,
+    seed: int = 0,
+    **config_overrides,
+):
+    """DPO on conversational `pairs` with TRL's DPOTrainer; returns the trainer (trainer.model is trained).
+
+    pairs: rows with "prompt", "chosen" and "rejected" (chat messages; other keys are ignored). The reference is a
+    frozen copy of `model` for a full fine-tune; with `lora` (a peft config) it is the same network with the adapter
+    switched off, which saves the copy. Steps: ceil(len(pairs) * epochs / batch_size). `run` is a RunWriter that
+    receives the logs.
+    """
+    import copy
+
+    from datasets import Dataset
+    from trl import DPOConfig, DPOTrainer
+
+    if not pairs:
+        raise ValueError("dpo: no preference pairs (0 pairs); nothing to train on")
+    cfg = trainer_config(
+        DPOConfig,
+        max_steps=max(1, math.ceil(len(pairs) * epochs / batch_size)),
+        learning_rate=lr,
+        beta=beta,
+        per_device_train_batch_size=batch_size,
+        max_length=max_length,
+        lr_scheduler_type="constant_with_warmup",
+        seed=seed,
+        **config_overrides,
+    )
+    # TRL would otherwise rebuild the reference from model.name_or_path, which fails offline for short names
+    ref = None if lora is not None else copy.deepcopy(model).eval()
+    columns = [{k: p[k] for k in ("prompt", "chosen", "rejected")} for p in pairs]
+    trainer = DPOTrainer(
+        model=model,
+        ref_model=ref,
+        args=cfg,
+        train_dataset=Dataset.from_list(columns),
+        processing_class=tokenizer,
+        peft_config=lora,
+        callbacks=[RegistryCallback(run, prefix)] if run is not None else [],
     )
     with_defaults(trainer)
     trainer.train()

@@ -469,7 +469,13 @@ def test_caps_clamp_what_the_api_sends(chat_app):
     }
     assert backend.settings(temperature="nan", seed=10**30)["temperature"] == 0.7
     assert backend.settings(seed=10**30)["seed"] == 2**31 - 1
-    assert demo.max_threads >= 8 and demo._queue.max_size == backend.cfg.queue_size
+    from nbkit.serve.launch import queue_options
+
+    assert demo.max_threads >= 8
+    assert queue_options(backend.cfg) == {
+        "default_concurrency_limit": backend.cfg.concurrency,
+        "max_size": 64,
+    }
 
 
 # ------------------------------------------------------------------------------------------------ compare app

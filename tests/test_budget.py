@@ -12,23 +12,16 @@ import pytest
 
 from nbkit.config import from_dict
 from nbkit.errors import ConfigError, NbkitError
-from nbkit.experiments import budget
-from nbkit.experiments.budget import (
-    BudgetConfig,
-    BudgetError,
-    Cell,
+from nbkit.experiments.budget import BudgetConfig, BudgetError, plan_grid, run, split_budget
+from nbkit.experiments.budget.config import Cell
+from nbkit.experiments.budget.data import draw_rejected, load_pairs, preference_pairs
+from nbkit.experiments.budget.result import (
     claim_dpo_from_base_worst,
     claim_sft_wins_small,
     claim_small_sft_rescues,
     claims,
-    draw_rejected,
-    load_pairs,
-    plan_grid,
-    preference_pairs,
-    run,
-    run_names,
-    split_budget,
 )
+from nbkit.experiments.budget.run import run_names, train_dpo
 from nbkit.runs import Registry, RunError
 from nbkit.tasks import Arithmetic
 
@@ -114,6 +107,8 @@ def test_profiles_and_sweep_id():
     # the grid and the profile's name do not change the id (cells are reused); a hyperparameter does
     assert dataclasses.replace(_smoke(budgets=[4]), profile="x").sweep_id() == smoke.sweep_id()
     assert _smoke(dpo_lr=1e-3).sweep_id() != smoke.sweep_id()
+    # every run of a sweep is named <profile>-budget-<sweep id>[-stage]
+    assert smoke.run_name("sft4", "dpo28") == f"smoke-budget-{smoke.sweep_id()}-sft4-dpo28"
 
 
 def test_run_names_follow_the_lineage():
@@ -356,11 +351,11 @@ def test_an_interrupted_sweep_resumes(tmp_path, monkeypatch):
     reg, cfg = Registry(tmp_path), _smoke(budgets=[4], fractions=[0.0, 0.5], eval_n=2, max_new_tokens=2)
     calls = []
 
-    def dpo_dies_second_time(model, tok, pairs, cfg, writer):
+    def dpo_dies_second_time(cfg, model, tok, pairs, writer):
         calls.append(len(pairs))
         if len(calls) == 2:
             raise KeyboardInterrupt  # the user stops the sweep in the middle of a cell
-        return budget.train_dpo(model, tok, pairs, cfg, writer)
+        return train_dpo(cfg, model, tok, pairs, writer)
 
     with pytest.raises(KeyboardInterrupt):
         run(cfg, reg, progress=False, train_dpo=dpo_dies_second_time)
@@ -391,19 +386,17 @@ def test_fake_stages_show_what_data_each_stage_gets(tmp_path, monkeypatch):
         return fake_pairs
 
     def train(kind):
-        def fake(model, tok, data, cfg, writer):
+        def fake(cfg, model, tok, data, writer):
             calls.append((kind, len(data)))
             return SimpleNamespace(model=model, state=SimpleNamespace(global_step=1))
 
         return fake
 
-    def evaluate(task, model, tok, problems, cfg):  # right on the first problem only
+    def evaluate(cfg, model, tok, task, problems):  # right on the first problem only
         return [{"difficulty": 1, "correct": i == 0} for i, _ in enumerate(problems)]
 
-    result = run(
-        cfg, Registry(tmp_path), progress=False, draw_pairs=draw_pairs, train_sft=train("sft"),
-        train_dpo=train("dpo"), evaluate=evaluate,
-    )  # fmt: skip
+    stages = dict(draw_pairs=draw_pairs, train_sft=train("sft"), train_dpo=train("dpo"), evaluate=evaluate)
+    result = run(cfg, Registry(tmp_path), progress=False, **stages)
     assert calls == [("pairs", cfg.pool), ("dpo", 4), ("sft", 2), ("dpo", 2)]
     assert result.base_accuracy == 0.25 and result.frame().accuracy.tolist() == [0.25, 0.25]
 
@@ -432,7 +425,7 @@ def test_cli_bad_config_prints_one_line(tmp_path, capsys):
 
     cfg = tmp_path / "bad.yaml"
     cfg.write_text("profile: smoke\nfractions: [0.0, 1.5]\n")
-    assert main(["budget", "--config", str(cfg), "--root", str(tmp_path)]) == 2
+    assert main(["budget", "--config", str(cfg), "--runs", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("nbkit: SFT fraction f=1.5 is outside [0, 1]") and "\n" not in err
 

@@ -96,7 +96,7 @@ def test_adapter_on_a_short_name_base_records_the_hub_id_or_the_cached_folder(ti
     assert registry.get("lora").base_model["name"] == "tiny"  # nbkit's name stays in nbkit's metadata
     assert models.portable_base("smollm2-135m") == "HuggingFaceTB/SmolLM2-135M-Instruct"
     # and back: nbkit loads a hub-id base through its offline short name
-    assert models._nbkit_base("HuggingFaceTB/SmolLM2-135M-Instruct") == "smollm2-135m"
+    assert models.nbkit_base("HuggingFaceTB/SmolLM2-135M-Instruct") == "smollm2-135m"
     loaded, _ = registry.load("lora", dtype="float32")
     assert models.describe(loaded)["params"] == models.describe(tiny[0])["params"]
 

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from nbkit.claims import bootstrap_interval, mean_above, needed_n, paired, unpaired
+from nbkit.claims import bootstrap_interval, needed_n, paired, unpaired
 
 
 def test_paired_clear_rise_agrees_and_interval_brackets_effect():
@@ -36,10 +36,12 @@ def test_needed_n_golden():
     assert needed_n(d, 0.0) is None
 
 
-def test_unpaired_and_mean_above():
-    assert unpaired(np.ones(30), np.zeros(30), "b beats a").verdict == "AGREES"
-    assert mean_above(np.r_[np.ones(40), np.zeros(8)], 0.5, "above half").verdict == "AGREES"
-    assert mean_above(np.r_[np.ones(20), np.zeros(28)], 0.5, "above half").verdict == "INCONCLUSIVE"
+def test_unpaired():
+    clear = unpaired(np.ones(30), np.zeros(30), "b beats a")
+    assert clear.verdict == "AGREES" and clear.effect == 1.0
+    noise = unpaired(np.r_[np.ones(13), np.zeros(11)], np.r_[np.ones(12), np.zeros(12)], "b beats a")
+    assert noise.verdict == "INCONCLUSIVE" and noise.effect == pytest.approx(1 / 24)
+    assert noise.lo < 0 < noise.hi and noise.n_needed > 24
 
 
 def test_errors_are_one_line():

@@ -1,3 +1,4 @@
+import json
 import subprocess
 import sys
 
@@ -23,15 +24,91 @@ def test_models_list_and_pull(capsys):
     assert "smollm2-135m" in out and "qwen2.5-0.5b" in out
 
 
-def test_runs_list_show(registry, capsys, monkeypatch):
-    with registry.create("base", kind="base", config={"model": "tiny"}):
-        pass
-    assert main(["runs", "list", "--root", str(registry.root)]) == 0
-    assert "base" in capsys.readouterr().out
-    assert main(["runs", "show", "base", "--root", str(registry.root)]) == 0
-    assert '"lineage": [\n  "base"\n ]' in capsys.readouterr().out
-    assert main(["runs", "show", "ghost", "--root", str(registry.root)]) == 2
+def test_runs_show_unknown_is_one_line(registry, capsys):
+    assert main(["runs", "show", "ghost", "--runs", str(registry.root)]) == 2
     assert "no run named 'ghost'" in capsys.readouterr().err
+
+
+def small_registry(registry):
+    """base -> smoke-budget-x-sft2 (accuracy 0.25) and an rft run (probe reward 0.4), like the experiments make."""
+    import dataclasses
+
+    from nbkit.experiments.budget import BudgetConfig
+
+    with registry.create("base-tiny", kind="base", config={"model": "tiny"}):
+        pass
+    config = dataclasses.asdict(BudgetConfig.for_profile("smoke")) | {"pool": 99, "n_sft": 2}
+    with registry.create("smoke-budget-x-sft2", kind="sft", config=config, parent="base-tiny") as run:
+        run.log({"loss": 1.0}, step=1)
+        run.set_summary(accuracy=0.25, by_difficulty={str(d): 0.5 for d in range(40)}, steps=1)
+    with registry.create("rft", kind="rft", config={"steps": 2}, parent="base-tiny") as run:
+        run.set_summary(probe_reward_start=0.1, probe_reward_end=0.4, **{f"k{i}": i for i in range(40)})
+
+
+def test_runs_list_is_one_short_line_per_run(registry, capsys):
+    small_registry(registry)
+    assert main(["runs", "list", "--runs", str(registry.root)]) == 0
+    first, header, *lines = capsys.readouterr().out.splitlines()
+    assert first.startswith("run registry:") and header.split() == ["name", "kind", "parent", "age", "metric"]
+    assert [line.split()[:3] for line in lines] == [
+        ["base-tiny", "base", "-"],
+        ["smoke-budget-x-sft2", "sft", "base-tiny"],
+        ["rft", "rft", "base-tiny"],
+    ]
+    assert lines[0].rstrip().endswith("s ago")  # a base run has no metric
+    assert lines[1].endswith("accuracy 25.0%") and lines[2].endswith("probe reward 0.40")
+    assert all(len(line) <= 100 for line in lines) and "NaN" not in "".join(lines)
+
+    assert main(["runs", "list", "--runs", str(registry.root), "--kind", "rft"]) == 0
+    assert [line.split()[0] for line in capsys.readouterr().out.splitlines()[2:]] == ["rft"]
+
+    assert main(["runs", "list", "--runs", str(registry.root), "--json"]) == 0
+    records = json.loads(capsys.readouterr().out)
+    assert [r["name"] for r in records] == ["base-tiny", "smoke-budget-x-sft2", "rft"]
+    assert records[1]["metric"] == {"name": "accuracy", "value": 0.25} and records[0]["metric"] is None
+    assert records[1]["parent"] == "base-tiny" and records[1]["summary"] == {"accuracy": 0.25, "steps": 1}
+
+    assert main(["runs", "list", "--runs", str(registry.root), "--wide"]) == 0
+    header = capsys.readouterr().out.splitlines()[1].split()
+    assert {"created", "checkpoint", "probe_reward_start", "k39"} <= set(header)  # every summary scalar
+
+
+def test_runs_show_reads_like_a_page(registry, capsys):
+    from nbkit.experiments.budget import BudgetConfig
+
+    small_registry(registry)
+    assert main(["runs", "show", "smoke-budget-x-sft2", "--runs", str(registry.root)]) == 0
+    out = capsys.readouterr().out
+    assert "lineage:    base-tiny -> smoke-budget-x-sft2" in out
+    assert "kind:       sft (accuracy 25.0%)" in out and "hardware:   CPU" in out
+    config = out.split("config: ")[1].split("\n\n")[0].splitlines()
+    pool = BudgetConfig.for_profile("smoke").pool
+    assert config == [
+        "as `nbkit budget --profile smoke`, except:",
+        f"  pool: 99  (profile: {pool})",
+        "  n_sft: 2",
+    ]
+    assert "by_difficulty: {0, 1, 2" in out and "(40 keys)" in out  # long values shortened
+    files = out.split("files:\n")[1].splitlines()
+    assert [f.split()[0] for f in files] == ["metrics.jsonl", "run.json"]
+
+    assert main(["runs", "show", "base-tiny", "--runs", str(registry.root)]) == 0
+    out = capsys.readouterr().out
+    assert "config:\n  model: tiny\n" in out and "summary: empty" in out  # no experiment: the whole config
+
+    assert main(["runs", "show", "rft", "--runs", str(registry.root), "--json"]) == 0
+    raw = json.loads(capsys.readouterr().out)
+    assert raw["name"] == "rft" and raw["summary"]["probe_reward_end"] == 0.4
+
+
+def test_help_speaks_to_users(capsys):
+    try:
+        main(["--help"])
+    except SystemExit as e:
+        assert e.code == 0
+    out = capsys.readouterr().out
+    assert "this file only routes" not in out and "nbkit.experiments" not in out
+    assert "see `nbkit star --help`" not in out and "look at your runs" in out
 
 
 # ------------------------------------------------------------------------ experiment flags (HfArgumentParser)
@@ -83,10 +160,7 @@ def test_a_dict_field_takes_a_yaml_mapping_flag():
     }
 
 
-def test_budget_root_is_an_alias_of_runs():
-    from nbkit.config import parse_cli, parser
-    from nbkit.experiments.budget import EXTRA_FLAGS, PROFILES, BudgetConfig
-
-    p = parser(BudgetConfig, "nbkit budget")
-    p.add_argument("--root", **EXTRA_FLAGS["--root"])
-    assert parse_cli(BudgetConfig, PROFILES, ["--root", "old"], p)[1].runs == "old"
+def test_an_unknown_option_is_one_line(capsys):
+    assert main(["budget", "--profile", "smoke", "--root", "/tmp/x"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "unknown option(s) --root /tmp/x" in err and "nbkit budget --help" in err

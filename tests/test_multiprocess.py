@@ -61,18 +61,19 @@ def registered(reg) -> set[str]:
 
 
 def test_rft_on_two_processes(tmp_path):
-    from nbkit.experiments.rft import RftConfig, run, run_tables
+    from nbkit.experiments.rft import RftConfig, run
+    from nbkit.experiments.rft.result import run_tables
     from nbkit.runs import Registry
 
     keys = dict(name="mp", save_model=False, steps=1, n_probe=2, grad_prompts=1)
     (tmp_path / "rft.yaml").write_text(json.dumps({"profile": "smoke", **keys}))
     proc = torchrun("rft", "--config", str(tmp_path / "rft.yaml"), "--runs", str(tmp_path / "two"))
-    assert proc.stdout.count("run mp (") == 1  # rank 0 alone reports
+    assert proc.stdout.count("run smoke-mp (") == 1  # rank 0 alone reports
     two, one = Registry(tmp_path / "two"), Registry(tmp_path / "one")
     cfg = RftConfig.for_profile("smoke", **keys)
     run(cfg, one, progress=False)
-    assert registered(two) == registered(one) == {"base-tiny", "mp"}
-    a, b = one.get("mp"), two.get("mp")
+    assert registered(two) == registered(one) == {"base-tiny", "smoke-mp"}
+    a, b = one.get("smoke-mp"), two.get("smoke-mp")
 
     # each rank generated and scored its own batch_size completions per step
     assert a.summary["completions_per_rank"] == [cfg.steps * cfg.batch_size]
@@ -92,7 +93,8 @@ def test_rft_on_two_processes(tmp_path):
 
 def test_budget_on_two_processes(tmp_path):
     from nbkit.config import from_dict
-    from nbkit.experiments.budget import BudgetConfig, eval_rows, plan, run
+    from nbkit.experiments.budget import BudgetConfig, plan, run
+    from nbkit.experiments.budget.result import eval_rows
     from nbkit.runs import Registry
 
     keys = {"profile": "smoke", "budgets": [4], "fractions": [0.0], "eval_n": 4, "max_new_tokens": 4}
@@ -131,7 +133,7 @@ def test_star_on_two_processes(tmp_path):
 
     one, two = Registry(tmp_path / "one"), Registry(tmp_path / "two")
     cfg = StarConfig.for_profile("smoke", name="mp", iterations=1)
-    result = run(cfg, one)
+    result = run(cfg, one, progress=False)
     for name in ("base-tiny", "smoke-mp-primer"):
         shutil.copytree(one.root / name, two.root / name)
     proc = torchrun(

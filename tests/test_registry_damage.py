@@ -69,7 +69,7 @@ def test_torn_last_metrics_line_is_ignored_with_a_warning(registry):
         f.write('{"step": 2, "loss": 0.')  # a crash mid-append
     with pytest.warns(RegistryWarning, match="ignored its last line, torn by a crash"):
         assert registry.get("torn").metrics() == [{"step": 1, "loss": 1.0}]
-    proc = nbkit("runs", "show", "torn", "--runs", registry.root)
+    proc = nbkit("runs", "show", "torn", "--runs", registry.root, "--json")
     assert proc.returncode == 0 and "Traceback" not in proc.stderr
     assert json.loads(proc.stdout)["metrics_logged"] == 1
     assert "torn by a crash" in proc.stderr
@@ -232,7 +232,7 @@ def test_experiment_on_a_folder_that_is_not_a_model_is_one_line_and_registers_no
     else:
         config = tmp_path / "c.yaml"
         config.write_text(f"profile: smoke\nmodel: {model}\n")
-        args = [command, "--config", config, "--runs" if command == "rft" else "--root", runs]
+        args = [command, "--config", config, "--runs", runs]
     assert_one_line(nbkit(*args), f"{model} is not a usable checkpoint", says)
     assert Registry(runs).names() == [] and not (runs / ".pending").exists()
 

@@ -29,3 +29,17 @@ def test_execute_says_which_notebook_runs_for_how_long_and_sets_the_headless_swi
     executed = nbformat.read(written, as_version=4)
     assert executed.cells[1].outputs[0]["text"].split() == ["cpu", "1", "1"]
     assert seconds >= 2.5
+
+
+def test_execute_starts_the_kernel_in_the_notebook_folder_without_the_tcp_warning(tmp_path, capfd):
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("import os\nprint(os.getcwd())")]
+    path = tmp_path / "98_cwd.ipynb"
+    nbformat.write(nb, path)
+    written, _ = execute(path, "smoke", tmp_path / "out")
+    assert nbformat.read(written, as_version=4).cells[0].outputs[0]["text"].strip() == str(tmp_path)
+    assert "without encryption" not in capfd.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "98_cwd.ipynb",
+        "out",
+    ]  # no socket files left behind

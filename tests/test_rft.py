@@ -13,28 +13,27 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nbkit.config import load_config
+from nbkit.config import parse_cli
 from nbkit.errors import ConfigError, NbkitError
-from nbkit.experiments.rft import (
-    RewardError,
-    RftConfig,
-    check_rewards,
-    checked_reward,
+from nbkit.experiments.rft import PROFILES as RFT_PROFILES
+from nbkit.experiments.rft import RftConfig, run
+from nbkit.experiments.rft.probe import probe, prompt_gradient_norm, prompt_gradient_norms
+from nbkit.experiments.rft.result import (
     claim_low_std_slow_growth,
     claim_rl_raises_reward,
     claim_warmstart_helps,
     claim_zero_std_zero_gradient,
+)
+from nbkit.experiments.rft.rewards import (
+    RewardError,
+    check_rewards,
+    checked_reward,
     group_advantages,
     group_reward_stats,
     group_std,
-    make_trainer,
     policy_gradient_loss,
-    probe,
-    prompt_gradient_norm,
-    prompt_gradient_norms,
-    run,
-    take_groups,
 )
+from nbkit.experiments.rft.trainer import make_trainer, take_groups
 from nbkit.runs import Registry, RunError
 from nbkit.tasks import FIXTURES, Arithmetic, completion_text
 
@@ -100,10 +99,13 @@ def _probes(steps, means, stds, questions=None):
 
     n = len(means[0])
     return pd.DataFrame(
-        {"probe/prompt_mean": means, "probe/prompt_std": stds,
-         "probe/questions": [questions or [f"{i} + 1" for i in range(n)]] * len(steps)},
+        {
+            "probe/prompt_mean": means,
+            "probe/prompt_std": stds,
+            "probe/questions": [questions or [f"{i} + 1" for i in range(n)]] * len(steps),
+        },
         index=pd.Index(steps, name="step"),
-    )  # fmt: skip
+    )
 
 
 def test_claim_verdicts_by_hand():
@@ -140,10 +142,13 @@ def test_signal_table_sorts_by_starting_std_and_plots(tmp_path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from nbkit.experiments.rft import plot_scaling, plot_signal_map, scaling_table, signal_table
+    from nbkit.experiments.rft.plots import plot_scaling, plot_signal_map
+    from nbkit.experiments.rft.signal_map import scaling_table, signal_table
 
-    probes = _probes([0, 5, 10], [[0.0, 0.5, 1.0, 0.25], [0.0, 0.75, 1.0, 0.5], [0.0, 1.0, 1.0, 0.5]],
-                     [[0.0, 0.53, 0.0, 0.46], [0.0, 0.46, 0.0, 0.53], [0.0, 0.0, 0.0, 0.53]])  # fmt: skip
+    means = [[0.0, 0.5, 1.0, 0.25], [0.0, 0.75, 1.0, 0.5], [0.0, 1.0, 1.0, 0.5]]
+    probes = _probes(
+        [0, 5, 10], means, [[0.0, 0.53, 0.0, 0.46], [0.0, 0.46, 0.0, 0.53], [0.0, 0.0, 0.0, 0.53]]
+    )
     t = signal_table(probes)
     # highest starting std first; among std 0, all right (prompt 2) above all wrong (prompt 0)
     assert t["order"].tolist() == [1, 3, 2, 0] and t["questions"] == ["1 + 1", "3 + 1", "2 + 1", "0 + 1"]
@@ -280,14 +285,14 @@ def test_bad_config_values(kw, match):
 def test_config_file_and_profiles(tmp_path):
     f = tmp_path / "c.yaml"
     f.write_text("profile: smoke\nsteps: 3\nzero_std_filter: drop\n")
-    cfg = load_config(f, RftConfig)
+    cfg = parse_cli(RftConfig, RFT_PROFILES, ["--config", str(f)])[0]
     assert (cfg.model, cfg.steps, cfg.zero_std_filter) == ("tiny", 3, "drop")
     f.write_text("profile: smoke\ngroups: 3\n")
     with pytest.raises(ConfigError, match="unknown key"):
-        load_config(f, RftConfig)
+        parse_cli(RftConfig, RFT_PROFILES, ["--config", str(f)])[0]
     f.write_text("profile: smoke\nbatch_size: 6\n")
     with pytest.raises(ConfigError, match="batch_size=6 is not a multiple of group_size=4"):
-        load_config(f, RftConfig)
+        parse_cli(RftConfig, RFT_PROFILES, ["--config", str(f)])[0]
     assert RftConfig.for_profile("cpu").model == "smollm2-135m"
     assert RftConfig.for_profile("gpu").batch_size % RftConfig.for_profile("gpu").group_size == 0
     with pytest.raises(ConfigError):
@@ -300,7 +305,7 @@ def test_shipped_rft_configs_load():
     files = sorted((Path(__file__).resolve().parent.parent / "configs").glob("rft_*.yaml"))
     assert files
     for f in files:
-        cfg = load_config(f, RftConfig)
+        cfg = parse_cli(RftConfig, RFT_PROFILES, ["--config", str(f)])[0]
         assert cfg.batch_size % cfg.group_size == 0, f
 
 
@@ -360,8 +365,20 @@ def hash_reward(completions, prompts, **kwargs):
 
 
 def _small_cfg(**kw):
-    base = dict(model="tiny", n_train=12, n_probe=3, steps=2, batch_size=12, group_size=4, lr=1e-3,
-                max_completion_length=4, probe_k=3, probe_every=2, grad_prompts=2, save_model=False)  # fmt: skip
+    base = dict(
+        model="tiny",
+        n_train=12,
+        n_probe=3,
+        steps=2,
+        batch_size=12,
+        group_size=4,
+        lr=1e-3,
+        max_completion_length=4,
+        probe_k=3,
+        probe_every=2,
+        grad_prompts=2,
+        save_model=False,
+    )
     return RftConfig(**{**base, **kw})
 
 
@@ -398,7 +415,7 @@ def test_grpo_two_steps_writes_diagnostics_to_registry(tiny, tmp_path):
     assert len(groups) == 2 and len(groups[0]["groups/prompt_std"]) == 3  # 12 completions = 3 prompts of 4
     # TRL's own advantages for the last step: exactly 0 for every group whose rewards are all equal
     last = torch.tensor(trainer.group_history[-1]["rewards"])
-    adv = torch.tensor(list(trainer._logs["advantages"])).view(-1, 4)
+    adv = torch.tensor(trainer.group_history[-1]["advantages"]).view(-1, 4)
     equal = last.amax(1) == last.amin(1)
     assert torch.equal(adv[equal], torch.zeros_like(adv[equal]))
     assert (adv[~equal].abs().amax(1) > 0.5).all()
@@ -436,8 +453,9 @@ def test_reward_errors_surface_through_grpo(tiny):
     def broken(completions, **kw):
         return [float("nan")] * len(completions)
 
-    trainer = make_trainer(model, tok, _small_cfg(steps=1), [task.rl_record(e) for e in task.train(12)],
-                           [checked_reward(broken)])  # fmt: skip
+    trainer = make_trainer(
+        model, tok, _small_cfg(steps=1), [task.rl_record(e) for e in task.train(12)], [checked_reward(broken)]
+    )
     with pytest.raises(
         RewardError, match=r"'broken' returned nan at position 0 for prompt 'What is \d \+ \d\?'"
     ):
@@ -461,17 +479,21 @@ def test_probe_and_gradient_norms(tiny):
 
 def test_pipeline_with_warmstart_and_reuse(tmp_path):
     reg = Registry(tmp_path)
-    cfg = dataclasses.replace(RftConfig.for_profile("smoke"), name="w", warmstart_fraction=0.25, steps=1,
-                              n_probe=2, grad_prompts=1)  # fmt: skip
+    cfg = dataclasses.replace(
+        RftConfig.for_profile("smoke"), name="w", warmstart_fraction=0.25, steps=1, n_probe=2, grad_prompts=1
+    )
     result = run(cfg, reg, progress=False)
     r = result.run
-    assert r.parent == "w-warmstart" and reg.get("w-warmstart").parent == "base-tiny"
-    assert reg.get("w-warmstart").summary["examples"] == 4  # 25% of 16 inputs
+    assert (r.name, cfg.run_name("warmstart")) == ("smoke-w", "smoke-w-warmstart")  # <profile>-<name>[-stage]
+    assert r.parent == "smoke-w-warmstart" and reg.get("smoke-w-warmstart").parent == "base-tiny"
+    assert reg.get("smoke-w-warmstart").summary["examples"] == 4  # 25% of 16 inputs
     assert r.checkpoint is not None
     for key in ("probe_reward_start", "probe_zero_std_end", "seconds_per_step", "train_reward_last5"):
         assert key in result.summary
     assert run(cfg, reg).run.created == r.created  # a finished run is reused, not retrained
-    with pytest.raises(RunError, match=r"run 'w' exists with a different config \(steps: 1 there, 2 now\)"):
+    with pytest.raises(
+        RunError, match=r"run 'smoke-w' exists with a different config \(steps: 1 there, 2 now\)"
+    ):
         run(dataclasses.replace(cfg, steps=2), reg)  # never silently the old run
     train, probes, groups = result.tables()
     assert list(train.index) == [1] and "frac_reward_zero_std_all_wrong" in train
@@ -479,12 +501,15 @@ def test_pipeline_with_warmstart_and_reuse(tmp_path):
     assert len(probes.iloc[0]["probe/grad_norm"]) == 1 and "probe/grad_norm" not in probes.iloc[1].dropna()
     assert len(groups.loc[1, "groups/prompt_std"]) == 2  # 8 completions = 2 prompts of 4
     frame = result.frame()
-    assert list(frame["step"]) == [0, 1] and set(frame["run"]) == {"w"}
+    assert list(frame["step"]) == [0, 1] and set(frame["run"]) == {"smoke-w"}
     assert frame["mean_reward"].tolist() == probes["probe/mean_reward"].tolist()
-    assert result.say().splitlines()[0] == f"run w ({r.path}):"
-    reg.delete("w")  # as if the RFT had been interrupted after its warm-start: that one is checked too
+    assert result.say().splitlines()[0] == f"run smoke-w ({r.path}):"
+    raises, group, none = result.claims()
+    assert "smoke-w: probe reward, step 1 minus step 0" in str(raises)
+    assert group.startswith("group: ") and none.startswith("none: ")
+    reg.delete("smoke-w")  # as if the RFT had been interrupted after its warm-start: that one is checked too
     with pytest.raises(
-        RunError, match=r"run 'w-warmstart' exists with a different config \(examples: 4 there, 8"
+        RunError, match=r"run 'smoke-w-warmstart' exists with a different config \(examples: 4 there, 8"
     ):
         run(dataclasses.replace(cfg, warmstart_fraction=0.5), reg)
 
@@ -495,31 +520,43 @@ def test_run_takes_its_stages_as_parameters(tmp_path):
     cfg = RftConfig.for_profile("smoke", name="fake", warmstart_fraction=0.25, save_model=False)
     calls = []
 
-    def fake_warm_start(model, tok, records, cfg, run):
+    def fake_warm_start(cfg, model, tok, records, writer):
         calls.append(("warm_start", len(records), completion_text(records[0]["completion"])[:8]))
-        run.log({"loss": 0.5}, step=1)
+        writer.log({"loss": 0.5}, step=1)
         return model
 
-    def fake_grpo(model, tok, cfg, task, train, probes, run, progress=True):
+    def fake_grpo(cfg, model, tok, task, train, probes, writer, *, progress=True):
         calls.append(("grpo", len(train), len(probes), progress))
         for step, mean in ((0, [0.0, 0.5]), (2, [0.25, 1.0])):
             stats = group_reward_stats([[m] * 2 for m in mean])
-            run.log({"probe/mean_reward": stats["mean_reward"], "probe/mean_std": 0.0, "probe/frac_zero_std": 1.0,
-                     "probe/frac_zero_std_all_right": stats["frac_all_right"],
-                     "probe/frac_zero_std_all_wrong": stats["frac_all_wrong"],
-                     "probe/prompt_mean": mean, "probe/prompt_std": [0.0, 0.0]}, step=step)  # fmt: skip
+            writer.log(
+                {
+                    "probe/mean_reward": stats["mean_reward"],
+                    "probe/mean_std": 0.0,
+                    "probe/frac_zero_std": 1.0,
+                    "probe/frac_zero_std_all_right": stats["frac_all_right"],
+                    "probe/frac_zero_std_all_wrong": stats["frac_all_wrong"],
+                    "probe/prompt_mean": mean,
+                    "probe/prompt_std": [0.0, 0.0],
+                },
+                step=step,
+            )
         return model, {"probe_reward_start": 0.25, "completions_per_rank": [16]}
 
     result = run(cfg, reg, progress=False, warm_start=fake_warm_start, grpo=fake_grpo)
     assert calls == [("warm_start", 4, "Answer: "), ("grpo", 16, 4, False)]  # answer-only targets by default
-    assert reg.get("fake-warmstart").parent == "base-tiny" and result.run.parent == "fake-warmstart"
-    assert reg.get("fake-warmstart").metrics()[0]["loss"] == 0.5
+    assert (
+        reg.get("smoke-fake-warmstart").parent == "base-tiny" and result.run.parent == "smoke-fake-warmstart"
+    )
+    assert reg.get("smoke-fake-warmstart").metrics()[0]["loss"] == 0.5
     assert result.summary == {"probe_reward_start": 0.25, "completions_per_rank": [16]}
     assert result.frame()["mean_reward"].tolist() == [0.25, 0.625] and list(result.frame()["step"]) == [0, 2]
     assert result.claim_rl_raises_reward().effect == pytest.approx(0.375)
+    (raises,) = result.claims()  # no gradient norms logged: the zero-gradient claim is not among them
+    assert raises.effect == pytest.approx(0.375)
     assert (
         result.say()
-        == f"run fake ({result.run.path}):\n  probe_reward_start: 0.250\n  completions_per_rank: [16]"
+        == f"run smoke-fake ({result.run.path}):\n  probe_reward_start: 0.250\n  completions_per_rank: [16]"
     )
     assert run(cfg, reg, grpo=None).run.created == result.run.created  # reused: no stage runs
 
@@ -533,8 +570,8 @@ def test_cli_on_gsm8k_fixture(tmp_path, capsys):
         "steps: 1\ngrad_prompts: 1\nname: gsm\nsave_model: false\n"
     )
     assert main(["rft", "--config", str(f), "--runs", str(tmp_path / "runs")]) == 0
-    assert "run gsm" in capsys.readouterr().out
-    assert Registry(tmp_path / "runs").get("gsm").kind == "rft"
+    assert "run smoke-gsm" in capsys.readouterr().out
+    assert Registry(tmp_path / "runs").get("smoke-gsm").kind == "rft"
     f.write_text("profile: smoke\nbatch_size: 6\n")
     assert main(["rft", "--config", str(f)]) == 2
     err = capsys.readouterr().err
@@ -553,8 +590,9 @@ def test_warmstart_lowers_zero_std_share_on_smollm(tmp_path):
     """The paper's remedy on the embedded model: a 10% SFT warm-start leaves fewer all-wrong (zero-std) probe
     prompts at the start of RFT than the base model has."""
     reg = Registry(tmp_path)
-    base = dataclasses.replace(RftConfig.for_profile("cpu"), steps=4, probe_every=4, grad_prompts=0,
-                               save_model=False)  # fmt: skip
+    base = dataclasses.replace(
+        RftConfig.for_profile("cpu"), steps=4, probe_every=4, grad_prompts=0, save_model=False
+    )
     alone = run(dataclasses.replace(base, name="alone"), reg, progress=False)
     warm = run(dataclasses.replace(base, name="warm", warmstart_fraction=0.1), reg, progress=False)
     assert warm.summary["probe_zero_std_start"] < alone.summary["probe_zero_std_start"]

@@ -161,13 +161,12 @@ def test_one_registry_per_project_wherever_you_stand(tmp_path, monkeypatch):
 def test_runs_list_names_its_registry_and_takes_runs_flag(registry):
     with registry.create("base", kind="base", config={"model": "tiny"}):
         pass
-    for flag in ["--runs", "--root"]:  # --root: the old name, kept hidden
-        proc = subprocess.run(
-            [sys.executable, "-m", "nbkit.cli", "runs", "list", flag, str(registry.root)],
-            capture_output=True,
-            text=True,
-        )
-        assert proc.returncode == 0, proc.stderr
-        first, *rest = proc.stdout.splitlines()
-        assert first == f"run registry: {registry.root.resolve()} (given; 1 run)"
-        assert any(line.startswith("base ") for line in rest)
+    proc = subprocess.run(
+        [sys.executable, "-m", "nbkit.cli", "runs", "list", "--runs", str(registry.root)],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stderr
+    first, *rest = proc.stdout.splitlines()
+    assert first == f"run registry: {registry.root.resolve()} (given; 1 run)"
+    assert any(line.startswith("base ") for line in rest)

@@ -11,15 +11,20 @@ import re
 import pytest
 
 from nbkit.cli import main
+from nbkit.config import parse_cli
 from nbkit.errors import ConfigError
 from nbkit.experiments import star
-from nbkit.experiments.star import (
-    StarConfig,
-    filter_rationales,
+from nbkit.experiments.star import PROFILES as STAR_PROFILES
+from nbkit.experiments.star import StarConfig, filter_rationales, primer_records, seed_examples, step_schedule
+from nbkit.experiments.star.config import validate
+from nbkit.experiments.star.data import (
+    build_task,
+    faithful_counts,
     iteration_stats,
     split_rationale,
-    step_schedule,
+    train_problems,
 )
+from nbkit.experiments.star.run import evaluate
 from nbkit.runs import Registry, RunError
 from nbkit.tasks import FIXTURES, Arithmetic
 
@@ -53,8 +58,8 @@ class FakeSampler:
         self.calls: list[dict] = []
         self.always_wrong, self.mention_hint = always_wrong, mention_hint
 
-    def __call__(self, cfg, model, tok, chats, seed, desc, chat=True):
-        self.calls.append({"desc": desc, "chats": chats, "seed": seed, "chat": chat})
+    def __call__(self, cfg, model, tok, chats, seed, desc, chat=True, *, progress=True):
+        self.calls.append({"desc": desc, "chats": chats, "seed": seed, "chat": chat, "progress": progress})
         out = []
         for prompt in chats:
             text = prompt[-1]["content"] if chat else prompt
@@ -73,7 +78,7 @@ class NoTraining:
     def __init__(self):
         self.steps: list = []
 
-    def __call__(self, cfg, model, tok, records, steps, lr, writer, epochs=1.0):
+    def __call__(self, cfg, model, tok, records, writer, *, steps, lr, epochs=1.0, progress=True):
         self.steps.append(steps)
         return type("Trainer", (), {"model": model})()
 
@@ -97,9 +102,9 @@ def no_training(stages):
 
 
 def expected_counts(cfg: StarConfig) -> tuple[int, int]:
-    task = star.build_task(cfg)
-    plain, hinted = star.seed_examples(cfg, task)
-    problems = star.train_problems(cfg, task, plain + hinted)
+    task = build_task(cfg)
+    plain, hinted = seed_examples(cfg, task)
+    problems = train_problems(cfg, task, plain + hinted)
     correct = [p for p in problems if solvable(p.meta["a"], p.meta["b"])]
     rationalized = [
         p
@@ -149,7 +154,7 @@ def test_filter_keeps_first_correct_and_drops_hint_mentions():
 
 def test_primer_records_show_the_hint_format():
     task = Arithmetic()
-    rows = star.primer_records(task, [task.make(1, 2), task.make(3, 4)], [task.make(5, 6)])
+    rows = primer_records(task, [task.make(1, 2), task.make(3, 4)], [task.make(5, 6)])
     assert len(rows) == 3
     assert [r["prompt"][-1]["content"] for r in rows] == [
         "What is 1 + 2?",
@@ -161,12 +166,12 @@ def test_primer_records_show_the_hint_format():
 
 def test_seed_examples_split_plain_and_hinted():
     cfg = smoke(seed_examples=8, primer_hints=0.5)
-    plain, hinted = star.seed_examples(cfg, star.build_task(cfg))
+    plain, hinted = seed_examples(cfg, build_task(cfg))
     assert len(plain) == len(hinted) == 4
     assert {ex.difficulty for ex in plain} <= {1, 2}  # easy problems, shown plainly
     assert max(ex.difficulty for ex in hinted) == 3  # hinted demonstrations span every digit count
     fewshot = dataclasses.replace(cfg, seeding="fewshot")
-    plain, hinted = star.seed_examples(fewshot, star.build_task(fewshot))
+    plain, hinted = seed_examples(fewshot, build_task(fewshot))
     assert (len(plain), len(hinted)) == (8, 0)
 
 
@@ -194,12 +199,12 @@ def test_faithful_counts_tell_right_steps_from_a_copied_hint():
         (a, "47+85: 7+5=12 -> 2\n4+8: 4+8+1=13 -> 32\ncarry 1 -> 132"),
         (a, "47+85: 7+5=12 -> 2\ncarry 1 -> 132"),
     ]
-    assert star.faithful_counts(task, kept, rationalized) == {
+    assert faithful_counts(task, kept, rationalized) == {
         "faithful_correct": 1,
         "faithful_rationalized": 1,
     }
-    gsm = star.build_task(smoke(task="gsm8k", task_args={"source": str(FIXTURES / "gsm8k_sample.jsonl")}))
-    assert star.faithful_counts(gsm, [(gsm.train(1)[0], "any text")], []) == {}
+    gsm = build_task(smoke(task="gsm8k", task_args={"source": str(FIXTURES / "gsm8k_sample.jsonl")}))
+    assert faithful_counts(gsm, [(gsm.train(1)[0], "any text")], []) == {}
 
 
 def test_iteration_stats_golden():
@@ -258,22 +263,21 @@ def test_missing_task_file_is_a_config_error(registry, stages):
 
 
 def test_config_file_and_profiles(tmp_path):
-    from nbkit.config import load_config
 
     f = tmp_path / "s.yaml"
     f.write_text("profile: cpu\niterations: 5\n")
-    cfg = load_config(f, StarConfig)
+    cfg = parse_cli(StarConfig, STAR_PROFILES, ["--config", str(f)])[0]
     assert cfg == dataclasses.replace(StarConfig.for_profile("cpu"), iterations=5)
     assert (
         cfg.model == "smollm2-135m" and cfg.first_steps == 40
     )  # the profile scales, the paper's schedule stays
     f.write_text("profile: smoke\nproblems: 3\n")
     with pytest.raises(ConfigError, match="unknown key"):
-        load_config(f, StarConfig)
+        parse_cli(StarConfig, STAR_PROFILES, ["--config", str(f)])[0]
     with pytest.raises(ConfigError, match="unknown profile"):
         StarConfig.for_profile("laptop")
     for path in sorted(CONFIGS.glob("star_*.yaml")):
-        load_config(path, StarConfig)  # every shipped example parses
+        parse_cli(StarConfig, STAR_PROFILES, ["--config", str(path)])[0]  # every shipped example parses
 
 
 # ------------------------------------------------------------------------------------------------ the loop
@@ -316,6 +320,17 @@ def test_loop_counts_lineage_and_records(fake, registry, stages):
     frame = result.frame()
     assert list(frame["iteration"]) == [0, 1, 2] and "acc_d3" in frame
     assert len(result.eval_rows(2)) == 6 and len(result.before_after(n=2)) == 2
+    # every run records the whole StarConfig, flat, and the stage's keys
+    config = registry.get("smoke-star-iter1").config
+    assert config == {**dataclasses.asdict(cfg), "iteration": 1}
+    assert registry.get("smoke-star-primer").config == dataclasses.asdict(cfg)
+    # the result's plots: one line per digit count plus overall; stacked bars per iteration; two claims
+    import matplotlib.pyplot as plt
+
+    assert len(result.plot().lines) == 4 and len(result.plot_kept().patches) == 4
+    assert len(result.plot_work().lines) == 6
+    plt.close("all")
+    assert [c.claim.split(",")[0] for c in result.claims()] == ["held-out accuracy", "3-digit accuracy"]
 
 
 def test_no_rationalization_and_restart_off(fake, no_training, registry, stages):
@@ -328,9 +343,16 @@ def test_no_rationalization_and_restart_off(fake, no_training, registry, stages)
     assert registry.get("smoke-norat-iter2").parent == "smoke-norat-iter1"  # continues from the latest
 
 
+def test_progress_decides_the_stage_lines_and_reaches_the_stages(fake, no_training, registry, stages, capsys):
+    star.run(smoke(iterations=1, name="quiet"), registry, progress=False, **stages)
+    assert capsys.readouterr().out == "" and {c["progress"] for c in fake.calls} == {False}
+    star.run(smoke(iterations=1, name="loud"), registry, **stages)
+    assert "[star] iteration 1: " in capsys.readouterr().out and fake.calls[-1]["progress"] is True
+
+
 def test_reuses_a_primer_and_its_evaluation(fake, no_training, registry, stages):
     evaluated = []
-    stages["evaluate"] = lambda *a, **k: evaluated.append(1) or star.evaluate(*a, **k)
+    stages["evaluate"] = lambda *a, **k: evaluated.append(1) or evaluate(*a, **k)
     first = star.run(smoke(iterations=1), registry, **stages)
     assert len(evaluated) == 2  # the primer (iteration 0) and iteration 1
     result = star.run(smoke(iterations=1, name="again", primer="smoke-star-primer"), registry, **stages)
@@ -387,22 +409,21 @@ def test_resumes_after_an_interruption(fake, registry, stages):
         star.run(smoke(lr=0.5), registry, **stages)
 
 
-def test_a_loop_registered_under_the_old_key_names_resumes(fake, no_training, registry, stages):
-    """Runs made before `seed` became the random seed hold `rng_seed` (and `seed`: primer | fewshot): an exported
-    workshop loop must still resume, with nothing recomputed, and a real change is still refused."""
+def test_a_loop_registered_by_an_older_nbkit_is_refused_in_one_line(fake, no_training, registry, stages):
+    """Runs made before the config was stored flat nest the StarConfig under "star": the loop says so in one line
+    (delete them or pick another name) and recomputes nothing; under another name it runs."""
     first = star.run(smoke(iterations=1), registry, **stages)
-    for name in first.runs:
+    for name in ["smoke-star-primer", *first.runs]:
         record = registry.root / name / "run.json"
         data = json.loads(record.read_text())
-        new = data["config"]["star"]
-        data["config"]["star"] = {**{k: v for k, v in new.items() if k not in ("seed", "seeding")}}
-        data["config"]["star"] |= {"rng_seed": new["seed"], "seed": new["seeding"]}
+        data["config"] = {"model": data["config"]["model"], "star": data["config"]}
         record.write_text(json.dumps(data))
     fake.calls.clear()
-    again = star.run(smoke(iterations=1), registry, **stages)
-    assert again.runs == first.runs and fake.calls == []
-    with pytest.raises(RunError, match="different config .seed: 0 there, 1 now"):
-        star.run(smoke(iterations=1, seed=1), registry, **stages)
+    with pytest.raises(RunError, match="run 'smoke-star-primer' .* was made by an older nbkit") as e:
+        star.run(smoke(iterations=1), registry, **stages)
+    assert "\n" not in str(e.value) and "Registry.delete('smoke-star-primer')" in str(e.value)
+    assert "--name" in str(e.value) and fake.calls == []
+    assert star.run(smoke(iterations=1, name="fresh"), registry, **stages).runs[-1] == "smoke-fresh-iter1"
 
 
 def test_fewshot_seed_prompts_with_the_seed_examples(fake, no_training, registry, stages):
@@ -465,7 +486,7 @@ def test_cpu_profile_learns_addition(tmp_path, stages):
 def test_replay_seed_and_epochs_train_on_kept_plus_primer_rows(fake, registry, stages):
     seen = []
 
-    def record(cfg, model, tok, records, steps, lr, writer, epochs=1.0):
+    def record(cfg, model, tok, records, writer, *, steps, lr, epochs=1.0, progress=True):
         seen.append((len(records), steps))
         return type("Trainer", (), {"model": model})()
 
@@ -488,7 +509,7 @@ def test_replay_seed_and_epochs_train_on_kept_plus_primer_rows(fake, registry, s
 def test_plain_prompts_sample_without_the_chat_template_and_train_on_strings(fake, registry, stages):
     seen = []
 
-    def record(cfg, model, tok, records, steps, lr, writer, epochs=1.0):
+    def record(cfg, model, tok, records, writer, *, steps, lr, epochs=1.0, progress=True):
         seen.append(records)
         return type("Trainer", (), {"model": model})()
 
@@ -510,7 +531,7 @@ def test_plain_prompts_sample_without_the_chat_template_and_train_on_strings(fak
 
 def test_lr_schedule_is_checked():
     with pytest.raises(ConfigError, match="lr_schedule"):
-        star.validate(smoke(lr_schedule="cosine"))
+        validate(smoke(lr_schedule="cosine"))
 
 
 def test_the_worked_filter_drops_a_bare_answer_and_the_result_counts_them(fake, registry, stages):
@@ -524,9 +545,7 @@ def test_the_worked_filter_drops_a_bare_answer_and_the_result_counts_them(fake, 
     it1 = result.iterations[1]
     assert it1["correct"] > 0 and it1["unworked_correct"] == 0  # the fake sampler always shows some work
     work = result.work_frame()
-    assert list(work.columns) == [
-        "iteration", "difficulty", "n", "accuracy", "shows_work", "correct_with_work"
-    ]  # fmt: skip
+    assert list(work.columns) == "iteration difficulty n accuracy shows_work correct_with_work".split()
     assert (work["correct_with_work"] <= work["accuracy"]).all() and work["shows_work"].between(0, 1).all()
     assert sorted(work["iteration"].unique()) == [0, 1]
 

@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nbkit.tasks import FIXTURES, GSM8K, Arithmetic, MultipleChoice, TaskError, accuracy_table, get_task
+from nbkit.tasks import FIXTURES, GSM8K, Arithmetic, MultipleChoice, TaskError, accuracy_table, make_task
 from nbkit.tasks.arithmetic import column_scratchpad, in_test_split, scratchpad
 
 
@@ -194,10 +194,15 @@ def test_multiple_choice_both_schemas(tmp_path):
         MultipleChoice(flat)
 
 
-def test_get_task():
-    assert isinstance(get_task("arithmetic", digits=(2,)), Arithmetic)
-    with pytest.raises(TaskError, match="known tasks: arithmetic, gsm8k, multiple_choice"):
-        get_task("sudoku")
+def test_make_task():
+    from nbkit.errors import ConfigError
+
+    assert make_task("arithmetic", digits=(2,)).digits == (2,)
+    assert len(make_task("gsm8k", source="gsm8k_sample.jsonl").examples) > 0  # a file under tasks/fixtures
+    with pytest.raises(ConfigError, match="known tasks: arithmetic, gsm8k, multiple_choice"):
+        make_task("sudoku")
+    with pytest.raises(ConfigError, match="does not take arguments"):
+        make_task("arithmetic", colour="red")
 
 
 def test_faithful_checks_every_step_not_only_the_answer():

@@ -51,4 +51,4 @@ def test_adapt_sets_torch_threads_and_off_leaves_them(monkeypatch):
 def test_runnable_elsewhere_is_a_count():
     n = threads.runnable_elsewhere(samples=3, gap=0.001)
     assert isinstance(n, int) and n >= 0
-    assert threads._own_runnable() >= 1  # the thread reading it is running
+    assert threads.own_runnable() >= 1  # the thread reading it is running

@@ -36,3 +36,22 @@ def test_trainers_share_one_scratch_dir_that_is_gone_after_exit():
     )
     assert out.returncode == 0, out.stderr
     assert not Path(out.stdout.strip().splitlines()[-1]).exists()
+
+
+def test_training_prints_a_bar_but_no_log_dicts_and_the_run_gets_every_metric(capsys):
+    class Run:
+        rows = []
+
+        def log(self, values, step):
+            self.rows.append((step, values))
+
+    model, tok = load("tiny")
+    task = Arithmetic(digits=(1,))
+    records = [task.sft_record(ex) for ex in task.train(8)]
+    for quiet in [True, False]:  # disable_tqdm: transformers prints the dicts itself; else under the bar
+        Run.rows = []
+        sft(model, tok, records, steps=3, lr=1e-2, batch_size=4, run=Run(), disable_tqdm=quiet)
+        out = capsys.readouterr()
+        assert "{'loss'" not in out.out + out.err
+        assert [step for step, values in Run.rows if "sft/loss" in values] == [1, 2, 3]
+        assert ("3/3" in out.err) is not quiet  # one bar, only when asked for

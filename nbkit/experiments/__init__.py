@@ -1,16 +1,21 @@
-"""The experiments. Each is a subpackage with the same pieces, so a new one (say, LoRA against full fine-tuning)
-copies the shape of these three:
+"""The experiments. Each is a subpackage with the same pieces, in the same places, so that a reader who knows one
+knows the other two, and a new one (say, LoRA against full fine-tuning) copies their shape:
 
     nbkit/experiments/<name>/
-        config.py   <Name>Config: a dataclass whose fields carry their --help text (`nbkit.config.opt`), checked in
-                    __post_init__ with one-line ConfigErrors; PROFILES, a table of overrides per profile
-                    ("smoke", "cpu", "gpu"); for_profile(name, **overrides)
-        run.py      run(config, registry, ...) -> Result, made of named stages (module-level functions that the run
-                    takes as parameters, so tests pass fakes in). Every finished stage is a registry run: a rerun
-                    reuses it when its config matches and refuses, in one line, when it does not
-                    (`Registry.reuse`). Several processes: `nbkit.dist` (only the main process writes)
-        result.py   the Result: frame() (a DataFrame), plot_*(), claim_*() and say() (a few lines for the CLI)
-        __init__.py the public names, plus `Config`, `PROFILES` and `run`, which `nbkit <name>` uses
+        config.py   <Name>Config: a dataclass whose fields carry their --help text (`nbkit.config.opt`); defaults
+                    are the paper's where it gives one; checked in __post_init__ with one-line ConfigErrors;
+                    `run_name(*stage)` names every run "{profile}-{name}-{stage}"; below the class, PROFILES, a
+                    table of overrides per profile ("smoke", "cpu", "gpu"), applied by `for_profile(p, **overrides)`
+        data.py     the task and the rows each stage trains or evaluates on (pure functions, no model)
+        run.py      run(cfg, registry=None, *, progress=True, <stage>=<default>, ...) -> Result. The stages are
+                    module-level functions `stage(cfg, model, tok, <data>, writer)` that run() takes as keyword
+                    parameters, so a test passes fakes in. Every finished stage is a registry run, reused or built
+                    by `Registry.ensure` (a rerun reuses it when its config matches and refuses, in one line, when
+                    it does not). Several processes: only the main one writes; the others get a `runs.NullRun`
+        result.py   the Result: frame() (a DataFrame), plot_*() (figures), claims() (`nbkit.claims.Claim`s with
+                    intervals) and say() (a few lines for the command line); figures that set several results
+                    side by side (the arms of a notebook) are functions taking {label: Result}
+        __init__.py what notebooks, the exercises and the CLI use, plus `Config`, `PROFILES` and `run`
 
 One command line for all of them (`command` below): `nbkit <name> [--config FILE] [--profile P] [--runs DIR]
 [--<field> value ...] [--out results.csv]`, built from the config dataclass with transformers' HfArgumentParser.
@@ -42,8 +47,6 @@ def command(argv: list[str]) -> int:
     exp = load(name)
     p = parser(exp.Config, f"nbkit {name}", EXPERIMENTS[name] + "; finished stages are reused.")
     p.add_argument("--out", default=None, help="also write the result's frame() to this CSV file")
-    for flag in getattr(exp, "EXTRA_FLAGS", {}):  # e.g. budget's deprecated --root
-        p.add_argument(flag, **exp.EXTRA_FLAGS[flag])
     cfg, args = parse_cli(exp.Config, exp.PROFILES, argv[1:], p)
     result = exp.run(cfg, Registry(args.runs))
     if dist.is_main():

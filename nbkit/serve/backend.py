@@ -375,14 +375,14 @@ class Backend:
     def batch(self, labels, task_name: str = "arithmetic", n: int = 20, max_new_tokens: int = 32):
         """Accuracy table of each selected model on the same `n` test examples of a task (greedy)."""
         from nbkit.serve.arena import batch_accuracy
-        from nbkit.tasks import get_task
+        from nbkit.tasks import make_task
 
         labels = list(dict.fromkeys(m for m in labels or [] if self.catalog.source(m)))
         if not labels:
             raise ServeError("Select at least one model for the batch evaluation.")
         n = int(min(max(int(n), 1), self.limits.max_batch_work))
         check_batch(n, len(labels), self.limits)
-        task = get_task(task_name)
+        task = make_task(task_name)
         max_new_tokens = min(max(int(max_new_tokens), 1), self.cfg.max_new_tokens)
         return batch_accuracy(self.model, labels, task, task.test(n), max_new_tokens)
 

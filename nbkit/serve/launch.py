@@ -129,6 +129,11 @@ def login_page(app_title: str, user: str | None, generated: bool) -> str:
     return text
 
 
+def queue_options(cfg: ServeConfig) -> dict:
+    """Gradio's queue caps from the config: requests run at once, and requests waiting beyond which more are refused."""
+    return {"default_concurrency_limit": cfg.concurrency, "max_size": cfg.queue_size}
+
+
 def launch(demo, cfg: ServeConfig, inline: bool = False, say=print):
     """Start `demo` without blocking; returns it (demo.local_url, demo.share_url). Applies the caps (queue,
     uploads off, login attempts per minute), the login and the share policy."""
@@ -147,7 +152,7 @@ def launch(demo, cfg: ServeConfig, inline: bool = False, say=print):
             )
     if cfg.host not in ("127.0.0.1", "localhost", "::1") and creds is None:
         say(f"nbkit: warning: listening on {cfg.host} without --auth: anyone on this network can use it.")
-    demo.queue(default_concurrency_limit=cfg.concurrency, max_size=cfg.queue_size)
+    demo.queue(**queue_options(cfg))
     demo.launch(
         server_name=cfg.host,
         server_port=cfg.port,

@@ -9,13 +9,6 @@ FIXTURES = __import__("pathlib").Path(__file__).parent / "fixtures"
 TASKS = {"arithmetic": Arithmetic, "gsm8k": GSM8K, "multiple_choice": MultipleChoice}
 
 
-def get_task(name: str, **kwargs) -> Task:
-    """Build a task by name. Example: get_task("gsm8k", source="fixtures/gsm8k_sample.jsonl")."""
-    if name not in TASKS:
-        raise TaskError(f"unknown task {name!r}; known tasks: {', '.join(TASKS)}")
-    return TASKS[name](**kwargs)
-
-
 def make_task(name: str, /, **args) -> Task:
     """The task an experiment's config names, the one way every experiment builds it; a bad name or argument is a
     one-line ConfigError. A `source` (GSM8K, multiple choice) may be a file, a file under nbkit/tasks/fixtures, or a
@@ -55,6 +48,5 @@ __all__ = [
     "TASKS",
     "accuracy_table",
     "completion_text",
-    "get_task",
     "make_task",
 ]

@@ -2,13 +2,15 @@
 an evaluation that reports accuracy overall and per difficulty.
 
 A task subclass supplies `question_text`, `extract_answer` and (optionally) `normalize`; everything else here is
-built on those three, so the reward can never drift from the evaluation.
+built on those three, so the reward can never drift from the evaluation. A task read from a dataset (GSM8K,
+multiple choice) derives from `LoadedTask`, which loads the rows and splits them, and supplies `parse(row)`.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from nbkit.errors import NbkitError
 
@@ -198,6 +200,64 @@ class Task:
             for ex, s in zip(examples, out.items)
         ]
         return {**accuracy_table(rows), "rows": rows}
+
+
+def load_records(source: str | Path, split: str = "train", config: str | None = None) -> list[dict]:
+    """Rows from a local .json/.jsonl file, or from the hub through `datasets.load_dataset(source, config)`."""
+    from datasets import load_dataset
+
+    path = Path(str(source)).expanduser()
+    try:
+        if path.suffix in {".json", ".jsonl"}:
+            if not path.exists():
+                raise TaskError(f"no such file: {path}")
+            ds = load_dataset("json", data_files=str(path), split="train")
+        else:
+            ds = load_dataset(str(source), config, split=split)
+    except TaskError:
+        raise
+    except Exception as e:  # noqa: BLE001 - datasets raises many types; all mean "cannot load"
+        raise TaskError(f"could not load {source!r} (split {split!r}): {type(e).__name__}: {e}") from e
+    if len(ds) == 0:
+        raise TaskError(f"{source} has no rows")
+    return list(ds)
+
+
+class LoadedTask(Task):
+    """A task read from a dataset (GSM8K, multiple choice): `parse(row) -> Example` is what a subclass adds.
+
+    source: a local .json/.jsonl file or a hub name (read with `load_records`). Without `test_source`, the first 80%
+    of `source` is the train split and the rest the test split; with it, `test_split` of `test_source` is the test
+    split (default: the class's `default_test_split`).
+    """
+
+    default_test_split = "test"
+
+    def __init__(
+        self,
+        source: str | Path,
+        split: str = "train",
+        config: str | None = None,
+        test_source: str | Path | None = None,
+        test_split: str | None = None,
+    ):
+        self.examples = [self.parse(r) for r in load_records(source, split, config)]
+        test_split = test_split or self.default_test_split
+        self.test_examples = (
+            [self.parse(r) for r in load_records(test_source, test_split, config)] if test_source else None
+        )
+
+    @staticmethod
+    def parse(row: dict) -> Example:
+        raise NotImplementedError
+
+    def train(self, n: int | None = None, salt: str = "") -> list[Example]:
+        pool = self.examples if self.test_examples else self.examples[: len(self.examples) * 4 // 5]
+        return pool[:n]
+
+    def test(self, n: int | None = None) -> list[Example]:
+        pool = self.test_examples or self.examples[len(self.examples) * 4 // 5 :]
+        return pool[:n]
 
 
 def accuracy_table(rows: list[dict]) -> dict:

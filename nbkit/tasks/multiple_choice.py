@@ -11,31 +11,17 @@ The prompt lists the choices as "(A) ...", as in the STaR paper; the answer is t
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
-from nbkit.tasks.base import Example, Task, TaskError
-from nbkit.tasks.gsm8k import load_records
+from nbkit.tasks.base import Example, LoadedTask, TaskError
 
 _ANSWER = re.compile(r"(?:Answer:|answer is)\s*\(?([A-Ea-e])\)?")
 _LETTER = re.compile(r"\(([A-Ea-e])\)")
 
 
-class MultipleChoice(Task):
+class MultipleChoice(LoadedTask):
     name = "multiple_choice"
     instruction = "Answer the question. End with 'Answer: <letter>'.\n"
-
-    def __init__(
-        self,
-        source: str | Path,
-        split: str = "train",
-        config: str | None = None,
-        test_source: str | Path | None = None,
-        test_split: str = "validation",
-    ):
-        self.examples = [self.parse(r) for r in load_records(source, split, config)]
-        self.test_examples = (
-            [self.parse(r) for r in load_records(test_source, test_split, config)] if test_source else None
-        )
+    default_test_split = "validation"  # CommonsenseQA publishes no answers for its test split
 
     @staticmethod
     def parse(row: dict) -> Example:
@@ -53,14 +39,6 @@ class MultipleChoice(Task):
     def question_text(self, ex: Example) -> str:
         options = "\n".join(f"({label}) {text}" for label, text in ex.meta["choices"])
         return f"Q: {ex.question}\nAnswer Choices:\n{options}"
-
-    def train(self, n: int | None = None, salt: str = "") -> list[Example]:
-        pool = self.examples if self.test_examples else self.examples[: len(self.examples) * 4 // 5]
-        return pool[:n]
-
-    def test(self, n: int | None = None) -> list[Example]:
-        pool = self.test_examples or self.examples[len(self.examples) * 4 // 5 :]
-        return pool[:n]
 
     def extract_answer(self, text: str) -> str | None:
         m = _ANSWER.findall(text) or _LETTER.findall(text)

@@ -159,11 +159,11 @@ class Exercise:
 
 
 _PAD = "47+85: 7+5=12 -> 2\n4+8: 4+8+1=13 -> 32\ncarry 1 -> 132\n"
-_ROWS = [
-    (1, True), (1, True), (1, False), (1, True),
-    (2, False), (2, True), (2, False), (2, False), (2, False),
-    (3, False), (3, False), (3, True),
-]  # fmt: skip
+_ROWS = (  # (difficulty, correct)
+    [(1, c) for c in (True, True, False, True)]
+    + [(2, c) for c in (False, True, False, False, False)]
+    + [(3, c) for c in (False, False, True)]
+)
 
 EXERCISES: dict[str, Exercise] = {
     e.name: e
@@ -181,7 +181,7 @@ EXERCISES: dict[str, Exercise] = {
                     ([{"difficulty": 2, "correct": True}, {"difficulty": 1, "correct": False}],),
                     "sort the keys (1 before 2) and divide by the rows of that digit count, not by all rows",
                 ),
-            ),  # fmt: skip
+            ),
             _oracle_accuracy,
             accuracy_by_digits,
             "accuracy by digit count is the tour's plot: one number per difficulty, not one for the whole test set.",
@@ -213,7 +213,7 @@ EXERCISES: dict[str, Exercise] = {
                     "only the final 'Answer:' counts, not a number somewhere in the text "
                     "(task.is_correct(text, answer) reads it)",
                 ),
-            ),  # fmt: skip
+            ),
             _oracle_star_filter,
             star_filter,
             "STaR trains only on rationales that reach the right answer: found alone (keep), found with the answer "
@@ -229,7 +229,7 @@ EXERCISES: dict[str, Exercise] = {
             + (
                 Case((3, 10, 0.5), "growth is a parameter: 10 steps, then 15, then 22 (22.5 rounded down)"),
                 Case((1, 7, 0.5), "iteration 1 is exactly `first`: the exponent is iteration - 1"),
-            ),  # fmt: skip
+            ),
             _oracle_step_schedule,
             step_schedule,
             "STaR's step count grows 20% per iteration (40, 48, 57, 69, 82): more data is kept each time, so each "
@@ -254,7 +254,7 @@ EXERCISES: dict[str, Exercise] = {
                     "all right is no better than all wrong: advantages are relative "
                     "to the group, so they are all 0 again",
                 ),
-            ),  # fmt: skip
+            ),
             _oracle_advantage,
             group_advantage,
             "GRPO's advantage is relative to the group: better than your siblings is positive, and a group whose "
@@ -272,7 +272,7 @@ EXERCISES: dict[str, Exercise] = {
                     "any reward repeated k times has zero spread, "
                     "not only 0 and 1; and any difference at all gives a gradient",
                 ),
-            ),  # fmt: skip
+            ),
             _oracle_zero_gradient,
             zero_gradient,
             "a group gives zero gradient exactly when its rewards are all equal: all wrong OR all right, which is "
@@ -291,7 +291,7 @@ EXERCISES: dict[str, Exercise] = {
                 Case((64, 0.5, 4, 1), "divide each share by its own cost: 32 units / 4 per example = 8"),
                 Case((10, 0.35, 1, 1), "round DOWN (3.5 examples buy 3), never up: you cannot overspend"),
                 Case((32, 0.0, 1, 1), "f = 0: all pairs, no SFT"),
-            ),  # fmt: skip
+            ),
             _oracle_split,
             split_budget,
             "the budget split is a cost model: at a fixed B, every SFT example you buy is pairs you do not.",
@@ -313,7 +313,7 @@ EXERCISES: dict[str, Exercise] = {
                     "counts it as progress",
                 ),
                 Case((-3.0, -9.0, -4.0, -4.0, 0.5), "beta scales the margin inside the sigmoid"),
-            ),  # fmt: skip
+            ),
             _oracle_dpo,
             dpo_loss,
             "DPO's loss only sees how much more the policy prefers chosen over rejected than the reference did; "

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -67,8 +68,10 @@ def execute(
     start = time.perf_counter()
     error = None
     where = {"cell": 0}
+    scratch = tempfile.TemporaryDirectory(prefix="nbkit-kernel-")
     client = NotebookClient(
         nb,
+        km=local_kernel(scratch.name),
         timeout=timeout,
         kernel_name="python3",
         resources={"metadata": {"path": str(path.parent)}},
@@ -87,6 +90,9 @@ def execute(
         error = e
     finally:
         done.set()
+        if client.km.has_kernel:  # nbclient shuts down only the kernels it made itself
+            client.km.shutdown_kernel(now=True)
+        scratch.cleanup()
         os.environ.clear()
         os.environ.update(env_before)
     seconds = time.perf_counter() - start
@@ -102,6 +108,14 @@ def execute(
     if error is not None:
         raise error
     return written, seconds
+
+
+def local_kernel(folder: str):
+    """A kernel manager that talks to its kernel over Unix sockets in `folder` instead of TCP on localhost: the
+    kernel then has no reason to warn that TCP is not encrypted (ipykernel does, once per notebook)."""
+    from jupyter_client.manager import KernelManager
+
+    return KernelManager(kernel_name="python3", transport="ipc", ip=str(Path(folder) / "kernel"))
 
 
 def _passive_waits() -> dict:

@@ -9,7 +9,7 @@ from the base model has a "cold start" on maths that a small SFT share (< 10% of
     run.py      run(cfg, registry) -> BudgetResult: per cell SFT -> DPO -> greedy evaluation, each a registry run
                 (base -> SFT -> DPO lineage, reused by name); stages draw_pairs, train_sft, train_dpo, evaluate
     result.py   BudgetResult: frame() (one row per cell), plot_heatmap/plot_lines/plot_cold_start, cold_start,
-                side_by_side, the paper's claims (paired bootstrap intervals, `nbkit.claims`), say()
+                side_by_side, claims() (paired bootstrap intervals, `nbkit.claims`), say()
 
 Simplifications against the paper (7-8B models, budgets of 100-20k examples, GPUs): a 135M model, budgets of tens
 to hundreds of examples, two-digit addition answered directly (GSM8K-format in the gpu profile); the rejected
@@ -17,101 +17,30 @@ answers are drawn once from the *base* model and shared by every cell (the paper
 so for cells that first do SFT they are slightly off-policy; one seed per cell; full DPO by default (LoRA DPO was
 up to 2x faster per step here but learned far less in the few steps a laptop budget allows).
 
+Only what notebook 03, the CLI and the workshop exercises use is exported here; the rest is imported from its
+module, e.g. `from nbkit.experiments.budget.data import preference_pairs`.
+
 Run it:
     nbkit budget --config configs/budget_cpu.yaml           # the notebook's sweep as a script
     torchrun --nproc_per_node 2 -m nbkit.cli budget --config configs/budget_cpu.yaml    # 2 CPU processes
     accelerate launch --num_processes 4 -m nbkit.cli budget --config configs/budget_gpu.yaml  # 4 GPUs
 """
 
-import argparse
-
-from nbkit.experiments.budget.config import (
-    PROFILES,
-    BudgetConfig,
-    BudgetError,
-    Cell,
-    check_grid,
-    plan_grid,
-    split_budget,
-)
-from nbkit.experiments.budget.data import (
-    DIRECT,
-    build_task,
-    draw_rejected,
-    load_pairs,
-    make_pools,
-    preference_pairs,
-)
-from nbkit.experiments.budget.result import (
-    BudgetResult,
-    claim_dpo_from_base_worst,
-    claim_sft_wins_small,
-    claim_small_sft_rescues,
-    claims,
-    cold_start,
-    eval_rows,
-    plot_cold_start,
-    plot_heatmap,
-    plot_lines,
-    problem_scores,
-    side_by_side,
-)
-from nbkit.experiments.budget.run import (
-    Plan,
-    cell_row,
-    dpo,
-    draw_pairs,
-    ensure_base,
-    ensure_pairs,
-    evaluate,
-    plan,
-    run,
-    run_names,
-    train_dpo,
-    train_sft,
-)
+from nbkit.experiments.budget.config import PROFILES, BudgetConfig, BudgetError, plan_grid, split_budget
+from nbkit.experiments.budget.result import BudgetResult
+from nbkit.experiments.budget.run import ensure_pairs, plan, run
 
 Config = BudgetConfig  # what `nbkit budget` parses
-EXTRA_FLAGS = {"--root": dict(dest="runs", help=argparse.SUPPRESS)}  # the old name of --runs (deprecated)
 
 __all__ = [
     "BudgetConfig",
     "BudgetError",
     "BudgetResult",
-    "Cell",
     "Config",
-    "DIRECT",
-    "EXTRA_FLAGS",
     "PROFILES",
-    "Plan",
-    "build_task",
-    "cell_row",
-    "check_grid",
-    "claim_dpo_from_base_worst",
-    "claim_sft_wins_small",
-    "claim_small_sft_rescues",
-    "claims",
-    "cold_start",
-    "dpo",
-    "draw_pairs",
-    "draw_rejected",
-    "ensure_base",
     "ensure_pairs",
-    "eval_rows",
-    "evaluate",
-    "load_pairs",
-    "make_pools",
     "plan",
     "plan_grid",
-    "plot_cold_start",
-    "plot_heatmap",
-    "plot_lines",
-    "preference_pairs",
-    "problem_scores",
     "run",
-    "run_names",
-    "side_by_side",
     "split_budget",
-    "train_dpo",
-    "train_sft",
 ]

@@ -12,7 +12,7 @@ import json
 import math
 from dataclasses import asdict, dataclass
 
-from nbkit.config import opt, with_profile
+from nbkit.config import ExperimentConfig, opt
 from nbkit.errors import ConfigError
 
 TASKS = ("arithmetic", "gsm8k")
@@ -23,7 +23,10 @@ class BudgetError(ConfigError):
 
 
 @dataclass
-class BudgetConfig:
+class BudgetConfig(ExperimentConfig):
+    """A sweep of budget x SFT share. Defaults are the paper's where it gives one; PROFILES scale them to a machine.
+    The paper's models and budgets need GPUs, so the other defaults are the cpu profile's (its row is empty)."""
+
     model: str = opt("smollm2-135m", "model short name, hub id or checkpoint")
     task: str = opt("arithmetic", "arithmetic | gsm8k")
     digits: list[int] = opt([2], "arithmetic: digit counts of the operands")
@@ -61,11 +64,6 @@ class BudgetConfig:
             raise BudgetError(f"budget sweeps run on task 'arithmetic' or 'gsm8k', not {self.task!r}")
         check_grid(self.cells(), self)
 
-    @classmethod
-    def for_profile(cls, profile: str, /, **overrides) -> BudgetConfig:
-        """The config of `profile` (a row of PROFILES), then `overrides`, e.g. for_profile("smoke", pool=16)."""
-        return with_profile(cls, PROFILES, profile, **overrides)
-
     def cells(self) -> list[Cell]:
         """The sweep's (budget, fraction) cells, budget-major (`plan_grid`)."""
         return plan_grid(self.budgets, self.fractions, self.sft_cost, self.pair_cost)
@@ -76,19 +74,44 @@ class BudgetConfig:
         keep = {k: v for k, v in asdict(self).items() if k not in {"budgets", "fractions", "profile"}}
         return hashlib.sha256(json.dumps(keep, sort_keys=True).encode()).hexdigest()[:6]
 
+    @property
+    def name(self) -> str:
+        """What the sweep's runs are named after, beside the profile: "budget-{sweep_id}", e.g. "budget-1db001"."""
+        return f"budget-{self.sweep_id()}"
 
-# Each profile is a row of overrides of BudgetConfig's defaults (which are the cpu profile's).
-# smoke: tiny model, seconds. cpu: SmolLM2-135M on 2-digit addition, minutes. gpu: GSM8K, Qwen 0.5B.
-# fmt: off
+
+# Each profile is a row of overrides of BudgetConfig's defaults (which are the cpu profile's). smoke: the tiny model,
+# seconds. cpu: SmolLM2-135M on 2-digit addition, minutes. gpu: GSM8K with Qwen2.5-0.5B.
 PROFILES = {
-    "smoke": dict(model="tiny", budgets=[4, 8], fractions=[0.0, 0.5, 1.0], pool=8, max_new_tokens=4, batch_size=8,
-                  sft_epochs=1.0, eval_n=4, max_length=64),
+    "smoke": dict(
+        model="tiny",
+        budgets=[4, 8],
+        fractions=[0.0, 0.5, 1.0],
+        pool=8,
+        max_new_tokens=4,
+        batch_size=8,
+        sft_epochs=1.0,
+        eval_n=4,
+        max_length=64,
+    ),
     "cpu": {},
-    "gpu": dict(model="qwen2.5-0.5b", task="gsm8k", source="openai/gsm8k", rationale=True, budgets=[256, 1024],
-                fractions=[0.0, 0.1, 0.25, 0.5, 1.0], pool=1024, rejected_k=4, max_new_tokens=256, sft_lr=1e-5,
-                dpo_lr=5e-7, batch_size=16, eval_n=500, max_length=768),
+    "gpu": dict(
+        model="qwen2.5-0.5b",
+        task="gsm8k",
+        source="openai/gsm8k",
+        rationale=True,
+        budgets=[256, 1024],
+        fractions=[0.0, 0.1, 0.25, 0.5, 1.0],
+        pool=1024,
+        rejected_k=4,
+        max_new_tokens=256,
+        sft_lr=1e-5,
+        dpo_lr=5e-7,
+        batch_size=16,
+        eval_n=500,
+        max_length=768,
+    ),
 }
-# fmt: on
 
 
 # ------------------------------------------------------------------------------------------------ cost model

@@ -1,8 +1,11 @@
 """What a budget sweep found: `BudgetResult`, its table, plots, the cold start and the paper's claims.
 
 The claims compare two cells on the same held-out problems: a paired difference of per-problem 0/1 correctness with
-a bootstrap 95% interval (`nbkit.claims`), AGREES / DEPARTS only when the interval excludes 0. The `claim_*`
-functions take a results table and per-problem scores, so they can be checked on a table made by hand.
+a bootstrap 95% interval (`nbkit.claims`), AGREES / DEPARTS only when the interval excludes 0.
+
+Every figure and claim of a sweep is a method of `BudgetResult` (`result.plot_heatmap()`, `result.claims()`); the
+module's functions behind them take the results table (and per-problem scores), so they can be checked on a table
+made by hand.
 """
 
 from __future__ import annotations
@@ -170,10 +173,11 @@ def claim_sft_wins_small(table, scores: dict):
         raise BudgetError(f"the grid needs f = 1 and some f < 1 at B = {b:g} to check 'SFT only wins'")
     best = others.loc[others.accuracy.idxmax()]
     return paired(
-        scores[sft_only.run], scores[best.run],
+        scores[sft_only.run],
+        scores[best.run],
         f"at B = {b:g}, SFT only (acc {sft_only.accuracy:.2f}) minus the best split with pairs "
         f"(f = {best.fraction:g}, acc {best.accuracy:.2f})",
-    )  # fmt: skip
+    )
 
 
 def claim_dpo_from_base_worst(table, scores: dict) -> list:
@@ -187,11 +191,14 @@ def claim_dpo_from_base_worst(table, scores: dict) -> list:
         if cold is None or rest.empty:
             raise BudgetError(f"the grid needs f = 0 and some f > 0 at B = {b:g} to check 'f = 0 is worst'")
         worst = rest.loc[rest.accuracy.idxmin()]
-        out.append(paired(
-            scores[worst.run], scores[cold.run],
-            f"at B = {b:g}, the weakest split with SFT (f = {worst.fraction:g}, acc {worst.accuracy:.2f}) minus "
-            f"DPO from base (f = 0, acc {cold.accuracy:.2f})",
-        ))  # fmt: skip
+        out.append(
+            paired(
+                scores[worst.run],
+                scores[cold.run],
+                f"at B = {b:g}, the weakest split with SFT (f = {worst.fraction:g}, acc {worst.accuracy:.2f}) minus "
+                f"DPO from base (f = 0, acc {cold.accuracy:.2f})",
+            )
+        )
     return out
 
 
@@ -210,11 +217,14 @@ def claim_small_sft_rescues(table, scores: dict, small: float = 0.25) -> list:
                 f"rescues DPO'"
             )
         row = mixed.loc[mixed.fraction.idxmin()]
-        out.append(paired(
-            scores[row.run], scores[cold.run],
-            f"at B = {b:g}, SFT share f = {row.fraction:g} then DPO (acc {row.accuracy:.2f}) minus DPO from base "
-            f"(acc {cold.accuracy:.2f})",
-        ))  # fmt: skip
+        out.append(
+            paired(
+                scores[row.run],
+                scores[cold.run],
+                f"at B = {b:g}, SFT share f = {row.fraction:g} then DPO (acc {row.accuracy:.2f}) minus DPO from base "
+                f"(acc {cold.accuracy:.2f})",
+            )
+        )
     return out
 
 

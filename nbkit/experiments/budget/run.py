@@ -4,7 +4,7 @@ base when n_sft = 0), then greedy evaluation.
 Every checkpoint is a registry run whose parent is the one it started from (base -> SFT -> DPO), so the compare app
 can load any cell. Runs are named by what they contain (`run_names`), so a rerun finds finished cells and skips
 them, an interrupted sweep resumes, and cells with the same n_sft share one SFT run; a run of that name made with
-another config is refused (`Registry.reuse`).
+another config is refused (`Registry.ensure`).
 
     run(cfg, registry) = plan -> ensure_pairs -> ensure_base -> run_cell for each cell -> BudgetResult
 
@@ -16,15 +16,13 @@ every rank, pairs are drawn on rank 0 alone, evaluation is sharded, and only ran
 from __future__ import annotations
 
 import contextlib
-import copy
 import json
-import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from nbkit.experiments.budget.config import BudgetConfig, BudgetError, Cell, check_grid
+from nbkit.experiments.budget.config import BudgetConfig, BudgetError, Cell
 from nbkit.experiments.budget.data import (
     build_task,
     draw_rejected,
@@ -40,20 +38,14 @@ from nbkit.runs import run_name
 GRID = {"budgets", "fractions", "profile"}  # config keys a cached run may differ in: the grid may grow
 
 
-def stem(cfg: BudgetConfig) -> str:
-    """What every run of a sweep is named after: its profile and sweep id, e.g. "cpu-budget-1db001"."""
-    return run_name(cfg.profile, f"budget-{cfg.sweep_id()}")
-
-
 def run_names(cfg: BudgetConfig, cell: Cell) -> dict:
     """Registry names for one cell. Names say what a run holds, so equal contents share one run.
 
     Example (profile cpu, sweep id 1a2b3c, n_sft 4, n_pairs 28): base "cpu-budget-1a2b3c-base", sft
     "cpu-budget-1a2b3c-sft4", dpo "cpu-budget-1a2b3c-sft4-dpo28", final = the dpo run.
     """
-    s = stem(cfg)
-    names = {"base": run_name(s, "base"), "pairs": run_name(s, "pairs")}
-    names["sft"] = run_name(s, f"sft{cell.n_sft}") if cell.n_sft else None
+    names = {"base": cfg.run_name("base"), "pairs": cfg.run_name("pairs")}
+    names["sft"] = cfg.run_name(f"sft{cell.n_sft}") if cell.n_sft else None
     start = names["sft"] or names["base"]
     names["dpo"] = run_name(start, f"dpo{cell.n_pairs}") if cell.n_pairs else None
     names["final"] = names["dpo"] or names["sft"]
@@ -77,91 +69,59 @@ def draw_pairs(cfg: BudgetConfig, task, prompts: list) -> list[dict]:
         return load_pairs(cfg.pairs)
     model, tok = load_model(cfg.model)
     wrong = draw_rejected(
-        model, tok, task, prompts, cfg.rejected_k, cfg.temperature, cfg.max_new_tokens, cfg.seed,
+        model,
+        tok,
+        task,
+        prompts,
+        cfg.rejected_k,
+        cfg.temperature,
+        cfg.max_new_tokens,
+        cfg.seed,
         cfg.eval_batch_size,
-    )  # fmt: skip
+    )
     return preference_pairs(task, prompts, wrong, cfg.rationale)
 
 
-def train_sft(model, tok, records: list[dict], cfg: BudgetConfig, writer):
+def train_sft(cfg: BudgetConfig, model, tok, records: list[dict], writer):
     """SFT on prompt-completion `records` (TRL's SFTTrainer through `nbkit.train.sft`); returns the trainer."""
     from nbkit.train import sft
 
     return sft(
-        model, tok, records, epochs=cfg.sft_epochs, lr=cfg.sft_lr, batch_size=cfg.batch_size,
-        max_length=cfg.max_length, run=writer, seed=cfg.seed,
-    )  # fmt: skip
+        model,
+        tok,
+        records,
+        epochs=cfg.sft_epochs,
+        lr=cfg.sft_lr,
+        batch_size=cfg.batch_size,
+        max_length=cfg.max_length,
+        run=writer,
+        seed=cfg.seed,
+    )
 
 
-def train_dpo(model, tok, pairs: list[dict], cfg: BudgetConfig, writer):
-    """DPO on `pairs` with the config's settings (`dpo`); returns the trainer."""
-    from nbkit.train import lora_config
+def train_dpo(cfg: BudgetConfig, model, tok, pairs: list[dict], writer):
+    """DPO on `pairs` (TRL's DPOTrainer through `nbkit.train.dpo`); returns the trainer."""
+    from nbkit.train import dpo, lora_config
 
     return dpo(
-        model, tok, pairs, cfg.dpo_epochs, cfg.dpo_lr, cfg.beta, cfg.batch_size, cfg.max_length, run=writer,
-        lora=lora_config() if cfg.dpo_lora else None, seed=cfg.seed,
-    )  # fmt: skip
+        model,
+        tok,
+        pairs,
+        cfg.dpo_epochs,
+        cfg.dpo_lr,
+        cfg.beta,
+        cfg.batch_size,
+        cfg.max_length,
+        run=writer,
+        lora=lora_config() if cfg.dpo_lora else None,
+        seed=cfg.seed,
+    )
 
 
-def evaluate(task, model, tok, problems: list, cfg: BudgetConfig) -> list[dict]:
+def evaluate(cfg: BudgetConfig, model, tok, task, problems: list) -> list[dict]:
     """Greedy answers to `problems` (this rank's share), scored: the task's evaluation rows."""
     opts = dict(max_new_tokens=cfg.max_new_tokens, batch_size=cfg.eval_batch_size)
     return task.evaluate(model, tok, problems, **opts)["rows"] if problems else []
-
-
-def dpo(
-    model,
-    tokenizer,
-    pairs: list[dict],
-    epochs: float = 1.0,
-    lr: float = 5e-6,
-    beta: float = 0.1,
-    batch_size: int = 8,
-    max_length: int = 256,
-    run=None,
-    lora=None,
-    seed: int = 0,
-    **config_overrides,
-):
-    """DPO on conversational `pairs` with TRL's DPOTrainer; returns the trainer (trainer.model is trained).
-
-    The reference is a frozen copy of `model` for a full fine-tune; with `lora` (a peft config) it is the same
-    network with the adapter switched off, which saves the copy. Steps: ceil(len(pairs) * epochs / batch_size).
-    """
-    from datasets import Dataset
-    from trl import DPOConfig, DPOTrainer
-
-    from nbkit.train import RegistryCallback, release, trainer_config, with_defaults
-
-    if not pairs:
-        raise BudgetError("dpo: no preference pairs to train on")
-    cfg = trainer_config(
-        DPOConfig,
-        max_steps=max(1, math.ceil(len(pairs) * epochs / batch_size)),
-        learning_rate=lr,
-        beta=beta,
-        per_device_train_batch_size=batch_size,
-        max_length=max_length,
-        lr_scheduler_type="constant_with_warmup",
-        seed=seed,
-        **config_overrides,
-    )
-    # TRL would otherwise rebuild the reference from model.name_or_path, which fails offline for short names
-    ref = None if lora is not None else copy.deepcopy(model).eval()
-    columns = [{k: p[k] for k in ("prompt", "chosen", "rejected")} for p in pairs]
-    trainer = DPOTrainer(
-        model=model,
-        ref_model=ref,
-        args=cfg,
-        train_dataset=Dataset.from_list(columns),
-        processing_class=tokenizer,
-        peft_config=lora,
-        callbacks=[RegistryCallback(run, "dpo/")] if run is not None else [],
-    )
-    with_defaults(trainer)
-    trainer.train()
-    release(trainer.model).eval()
-    return trainer
 
 
 # --------------------------------------------------------------------------------------------------- the plan
@@ -195,8 +155,7 @@ def plan(cfg: BudgetConfig, registry=None, **stages) -> Plan:
     """Plan (or fail, in one line, before anything runs) the sweep of `cfg`; `stages` replace stage functions."""
     from nbkit.runs import Registry
 
-    cells = cfg.cells()
-    check_grid(cells, cfg)  # again: the config may have been changed since it was built
+    cells = cfg.cells()  # checked when cfg was built (`BudgetConfig.__post_init__`)
     task = build_task(cfg)
     reg = registry if registry is not None else Registry()
     return Plan(cfg, reg, cells, task, *make_pools(task, cfg), run_names(cfg, cells[0]), **stages)
@@ -231,7 +190,7 @@ def record_eval(p: Plan, writer, model, tok, **summary) -> None:
     from nbkit.tasks.base import accuracy_table
 
     start = time.perf_counter()
-    rows, per_rank = dist.on_shards(lambda part: p.evaluate(p.task, model, tok, part, p.cfg), p.test)
+    rows, per_rank = dist.on_shards(lambda part: p.evaluate(p.cfg, model, tok, p.task, part), p.test)
     if not dist.is_main():
         return
     res = accuracy_table(rows)
@@ -260,13 +219,13 @@ def ensure_base(p: Plan):
 
 def ensure_sft(p: Plan, n: int):
     """SFT on the first n examples of the SFT pool, from the base (shared by every cell with this n_sft)."""
-    name = run_name(stem(p.cfg), f"sft{n}")
+    name = p.cfg.run_name(f"sft{n}")
 
     def build(w):
         model, tok = load_model(p.cfg.model)
         records = sft_records(p.task, p.sft_pool[:n], p.cfg.rationale)
         start = time.perf_counter()
-        trainer = p.train_sft(model, tok, records, p.cfg, w)
+        trainer = p.train_sft(p.cfg, model, tok, records, w)
         seconds = round(time.perf_counter() - start, 1)
         w.save_model(trainer.model, tok)
         record_eval(p, w, trainer.model, tok, n_sft=n, steps=trainer.state.global_step, train_seconds=seconds)
@@ -280,7 +239,7 @@ def ensure_dpo(p: Plan, pairs: list[dict], parent: str, n: int):
     def build(w):
         model, tok = load_model(p.reg.get(parent).model_source)
         start = time.perf_counter()
-        trainer = p.train_dpo(model, tok, pairs[:n], p.cfg, w)
+        trainer = p.train_dpo(p.cfg, model, tok, pairs[:n], w)
         seconds = round(time.perf_counter() - start, 1)
         w.save_model(trainer.model, tok)
         record_eval(
@@ -345,7 +304,7 @@ def quiet_loaders():
 
 
 def run(
-    config: BudgetConfig,
+    cfg: BudgetConfig,
     registry=None,
     *,
     progress: bool = True,
@@ -354,14 +313,14 @@ def run(
     train_dpo: Callable = train_dpo,
     evaluate: Callable = evaluate,
 ) -> BudgetResult:
-    """Run (or resume) the sweep of `config` in `registry` (default: the project's); every cell in budget-major
+    """Run (or resume) the sweep of `cfg` in `registry` (default: the project's); every cell in budget-major
     order. The stage functions default to the real ones (tests pass fakes). -> BudgetResult (`.frame()`: the table)
     """
     import pandas as pd
     from tqdm.auto import tqdm
 
     stages = dict(draw_pairs=draw_pairs, train_sft=train_sft, train_dpo=train_dpo, evaluate=evaluate)
-    p = plan(config, registry, **stages)
+    p = plan(cfg, registry, **stages)
     start = time.perf_counter()
     with quiet_loaders():
         pairs = ensure_pairs(p)  # before training anything: it may fail on bad input

@@ -7,71 +7,49 @@ nbkit rft --profile cpu --steps 8 --runs /tmp/runs   # the same fields on the co
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from nbkit.config import with_profile
+from nbkit.config import ExperimentConfig, opt
 from nbkit.errors import ConfigError
 
 FILTERS = ("off", "drop", "resample")
 
 
 @dataclass
-class RftConfig:
-    model: str = field(default="smollm2-135m", metadata={"help": "short name, hub id or checkpoint dir"})
-    task: str = field(default="arithmetic", metadata={"help": "'arithmetic' or 'gsm8k' (GSM8K-format data)"})
-    digits: list[int] = field(
-        default_factory=lambda: [1, 2], metadata={"help": "arithmetic: operand digit counts"}
-    )
-    data: str | None = field(default=None, metadata={"help": "gsm8k: a .jsonl file or a hub dataset name"})
-    data_config: str | None = field(default=None, metadata={"help": "gsm8k: hub dataset config, e.g. 'main'"})
-    n_train: int = field(default=120, metadata={"help": "RFT inputs (training prompts)"})
-    n_probe: int = field(default=16, metadata={"help": "held-out prompts probed for per-prompt reward stats"})
-    steps: int = field(default=30, metadata={"help": "RFT optimizer steps"})
-    batch_size: int = field(
-        default=8,
-        metadata={"help": "completions per optimizer step (per device) = prompts per step x group_size"},
-    )
-    group_size: int = field(default=4, metadata={"help": "completions sampled per prompt (GRPO's group, k)"})
-    lr: float = field(default=3e-5, metadata={"help": "RFT learning rate"})
-    max_completion_length: int = field(default=8, metadata={"help": "max new tokens per completion"})
-    system: str | None = field(
-        default=None, metadata={"help": "system prompt for every chat (None: the chat template's default)"}
-    )
-    temperature: float = field(default=1.0, metadata={"help": "sampling temperature in RFT and probes"})
-    scale_rewards: str = field(
-        default="group", metadata={"help": "advantage scaling: 'group', 'batch', 'none'"}
-    )
-    lora: bool = field(
-        default=False,
-        metadata={"help": "RFT trains LoRA adapters instead of all weights (warm-start: always full)"},
-    )
-    warmstart_fraction: float = field(
-        default=0.0, metadata={"help": "share of the RFT inputs used for an SFT warm-start (0 = none)"}
-    )
-    warmstart_steps: int = field(default=10, metadata={"help": "SFT warm-start optimizer steps"})
-    warmstart_lr: float = field(default=1e-4, metadata={"help": "SFT warm-start learning rate"})
-    rationale: bool = field(
-        default=False,
-        metadata={"help": "warm-start targets include the task's rationale (else the answer only)"},
-    )
-    zero_std_filter: str = field(
-        default="off", metadata={"help": "'off', 'drop' or 'resample' groups whose rewards are all equal"}
-    )
-    max_resample: int = field(default=4, metadata={"help": "resample: max extra generation rounds per step"})
-    probe_k: int = field(default=8, metadata={"help": "samples per probe prompt"})
-    probe_every: int = field(
-        default=0,
-        metadata={"help": "also probe every N steps during training (0: only at the start and the end)"},
-    )
-    grad_prompts: int = field(default=8, metadata={"help": "probe prompts whose gradient norm is measured"})
-    name: str = field(
-        default="rft", metadata={"help": "run name in the registry (warm-start: NAME-warmstart)"}
-    )
-    save_model: bool = field(default=True, metadata={"help": "save the RFT checkpoint in the registry"})
-    seed: int = field(default=0, metadata={"help": "seed for data, sampling and training"})
-    profile: str | None = field(
-        default=None,
-        metadata={"help": "smoke | cpu | gpu: the row of PROFILES applied (None: these defaults)"},
+class RftConfig(ExperimentConfig):
+    """GRPO with per-prompt diagnostics and an optional SFT warm-start. Defaults are the paper's where it gives one;
+    PROFILES scale them to a machine. The paper fixes no GRPO recipe, so these are a small arithmetic run's."""
+
+    model: str = opt("smollm2-135m", "short name, hub id or checkpoint dir")
+    task: str = opt("arithmetic", "'arithmetic' or 'gsm8k' (GSM8K-format data)")
+    digits: list[int] = opt([1, 2], "arithmetic: operand digit counts")
+    data: str | None = opt(None, "gsm8k: a .jsonl file or a hub dataset name")
+    data_config: str | None = opt(None, "gsm8k: hub dataset config, e.g. 'main'")
+    n_train: int = opt(120, "RFT inputs (training prompts)")
+    n_probe: int = opt(16, "held-out prompts probed for per-prompt reward stats")
+    steps: int = opt(30, "RFT optimizer steps")
+    batch_size: int = opt(8, "completions per optimizer step (per device) = prompts per step x group_size")
+    group_size: int = opt(4, "completions sampled per prompt (GRPO's group, k)")
+    lr: float = opt(3e-5, "RFT learning rate")
+    max_completion_length: int = opt(8, "max new tokens per completion")
+    system: str | None = opt(None, "system prompt for every chat (None: the chat template's default)")
+    temperature: float = opt(1.0, "sampling temperature in RFT and probes")
+    scale_rewards: str = opt("group", "advantage scaling: 'group', 'batch', 'none'")
+    lora: bool = opt(False, "RFT trains LoRA adapters instead of all weights (warm-start: always full)")
+    warmstart_fraction: float = opt(0.0, "share of the RFT inputs used for an SFT warm-start (0 = none)")
+    warmstart_steps: int = opt(10, "SFT warm-start optimizer steps")
+    warmstart_lr: float = opt(1e-4, "SFT warm-start learning rate")
+    rationale: bool = opt(False, "warm-start targets include the task's rationale (else the answer only)")
+    zero_std_filter: str = opt("off", "'off', 'drop' or 'resample' groups whose rewards are all equal")
+    max_resample: int = opt(4, "resample: max extra generation rounds per step")
+    probe_k: int = opt(8, "samples per probe prompt")
+    probe_every: int = opt(0, "also probe every N steps during training (0: only at the start and the end)")
+    grad_prompts: int = opt(8, "probe prompts whose gradient norm is measured")
+    name: str = opt("rft", "runs are named <profile>-<name> (the warm-start: <profile>-<name>-warmstart)")
+    save_model: bool = opt(True, "save the RFT checkpoint in the registry")
+    seed: int = opt(0, "seed for data, sampling and training")
+    profile: str | None = opt(
+        None, "smoke | cpu | gpu: the row of PROFILES applied, and the run-name prefix (None: these defaults)"
     )
 
     def __post_init__(self):
@@ -112,29 +90,49 @@ class RftConfig:
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", self.name):
             raise ConfigError(f"name={self.name!r}: use letters, digits, '-', '_', '.'")
 
-    @classmethod
-    def for_profile(cls, profile: str, /, **overrides) -> RftConfig:
-        """The config of `profile` (a row of PROFILES), then `overrides`, e.g. for_profile("smoke", steps=1)."""
-        return with_profile(cls, PROFILES, profile, **overrides)
 
-
-# Each profile is a row of overrides of RftConfig's defaults.
-# smoke: tiny model, 2 steps (seconds). cpu: SmolLM2-135M on 1-2 digit sums (minutes). gpu: Qwen2.5-0.5B.
-# cpu, measured (benchmarks/rft_warmstart_gain.py; table in the 02 notebook): the SmolLM2-135M base answers 1-2 digit
-# sums in 6 tokens almost never (probe reward 0.04, 88% of prompts all wrong); one SFT step (8 examples) gives
-# spread, after which GRPO raises the held-out reward. Groups of 4, not 8: with 8 samples the base finds a right
-# answer on enough 1-digit prompts to learn almost as fast unaided. 16 steps (was 20): in 30-step runs the
-# warm-started probe reward was 0.13 -> 0.63 by step 20 and 0.63 at 30, and RFT alone 0.04 -> 0.13 at both; 16 steps
-# keep 02 at 11.9 min quiet with every claim still AGREES (commit 7cabb23). 32 probe prompts x 8 samples every 8
-# steps feed the signal map.
-# fmt: off
+# Each profile is a row of overrides of RftConfig's defaults. smoke: the tiny model, seconds. cpu: SmolLM2-135M on
+# 1-2 digit sums, minutes; groups of 4 and 16 steps keep the base model stuck without a warm-start and notebook 02
+# near 12 minutes (benchmarks/rft_warmstart_gain.py). gpu: Qwen2.5-0.5B on 2-3 digit sums.
 PROFILES = {
-    "smoke": dict(model="tiny", n_train=16, n_probe=4, steps=2, batch_size=8, group_size=4, lr=1e-4,
-                  max_completion_length=6, probe_k=4, grad_prompts=2, warmstart_steps=2, max_resample=1),
-    "cpu": dict(system="You are a helpful assistant.", max_completion_length=6, steps=16, batch_size=32,
-                group_size=4, n_probe=32, probe_k=8, probe_every=8, grad_prompts=16, max_resample=2,
-                warmstart_steps=1),
-    "gpu": dict(model="qwen2.5-0.5b", digits=[2, 3], n_train=2000, n_probe=64, steps=200, batch_size=64,
-                group_size=8, lr=1e-5, max_completion_length=16, probe_every=25, grad_prompts=32),
+    "smoke": dict(
+        model="tiny",
+        n_train=16,
+        n_probe=4,
+        steps=2,
+        batch_size=8,
+        group_size=4,
+        lr=1e-4,
+        max_completion_length=6,
+        probe_k=4,
+        grad_prompts=2,
+        warmstart_steps=2,
+        max_resample=1,
+    ),
+    "cpu": dict(
+        system="You are a helpful assistant.",
+        max_completion_length=6,
+        steps=16,
+        batch_size=32,
+        group_size=4,
+        n_probe=32,
+        probe_k=8,
+        probe_every=8,
+        grad_prompts=16,
+        max_resample=2,
+        warmstart_steps=1,
+    ),
+    "gpu": dict(
+        model="qwen2.5-0.5b",
+        digits=[2, 3],
+        n_train=2000,
+        n_probe=64,
+        steps=200,
+        batch_size=64,
+        group_size=8,
+        lr=1e-5,
+        max_completion_length=16,
+        probe_every=25,
+        grad_prompts=32,
+    ),
 }
-# fmt: on

@@ -4,6 +4,7 @@ the paper's claims, each with a bootstrap 95% interval over probe prompts (`nbki
     result = run(cfg, registry)
     train, probes, groups = result.tables()        # TRL's logs, the probes, GRPO's groups: one row per step
     result.frame()                                 # the probe scalars per step (the CLI's --out)
+    result.claims()                                # what this arm checks alone; result.plot_*(): its figures
     print(result.claim_rl_raises_reward())         # "AGREES: ... probe reward, step 16 minus step 0: +0.50 [...]"
     claim_warmstart_helps(alone, warm)             # two arms with the same budget and probe prompts
 """
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 from functools import cached_property
 
-from nbkit.experiments.rft import signal_map
+from nbkit.experiments.rft import plots, signal_map
 from nbkit.experiments.rft.config import RftConfig
 
 PROBE_SCALARS = (
@@ -84,10 +85,16 @@ class RftResult:
         return signal_map.scaling_table(self.probes.iloc[0])
 
     def plot_signal_map(self, ax_map, ax_gain=None, title: str = "") -> dict:
-        return signal_map.plot_signal_map(self.probes, ax_map, ax_gain, title=title)
+        """This arm's signal map, and its reward gain against starting std on `ax_gain` (`plots.plot_signal_map`)."""
+        return plots.plot_signal_map(self.probes, ax_map, ax_gain, title=title)
 
     def plot_scaling(self, axes) -> None:
-        signal_map.plot_scaling(self.scaling_table(), axes)
+        """Gradient norm against reward std under the two scalings, on two axes (`plots.plot_scaling`)."""
+        plots.plot_scaling(self.scaling_table(), axes)
+
+    def plot_gradient_scaling(self, where: str = ""):
+        """The figure of `plot_scaling`, captioned with `where` (`plots.plot_gradient_scaling`)."""
+        return plots.plot_gradient_scaling(self.scaling_table(), where)
 
     def claim_rl_raises_reward(self, label: str | None = None):
         return claim_rl_raises_reward(self.probes, label or self.name)
@@ -95,6 +102,17 @@ class RftResult:
     def claim_zero_std_zero_gradient(self, scale: str = "group") -> str:
         table = self.scaling_table()
         return claim_zero_std_zero_gradient(table["std"], table[f"grad_{scale}"])
+
+    def claims(self) -> list:
+        """The claims this arm can check alone: RL raises the probe reward, and zero reward std gives zero gradient
+        under both advantage scalings (when gradient norms were measured). Claims of several arms are functions:
+        `claim_warmstart_helps`, `claim_low_std_slow_growth`."""
+        if self.probes.empty:
+            return ["NOT CHECKED: no probe was logged (n_probe = 0)"]
+        out = [self.claim_rl_raises_reward()]
+        if "probe/grad_norm_group" in self.probes:
+            out += [f"{scale}: {self.claim_zero_std_zero_gradient(scale)}" for scale in ("group", "none")]
+        return out
 
 
 def _probes(x):
@@ -173,9 +191,11 @@ def claim_low_std_slow_growth(start_means, start_stds, end_means):
             f"NOT CHECKED: need prompts of both kinds ({len(low)} started all wrong, {len(high)} with spread)"
         )
     return unpaired(
-        high, low, f"reward gain of {len(high)} prompts that started with spread minus {len(low)} that started "
-        f"all wrong"
-    )  # fmt: skip
+        high,
+        low,
+        f"reward gain of {len(high)} prompts that started with spread minus {len(low)} that started "
+        f"all wrong",
+    )
 
 
 def claim_warmstart_helps(alone, warm) -> list:
@@ -220,8 +240,15 @@ def probe_reward_table(results: dict):
     return pd.DataFrame({label: r.probes["probe/mean_reward"] for label, r in results.items()})
 
 
-SUMMARY_COLUMNS = ["probe_reward_start", "probe_reward_end", "probe_zero_std_start", "probe_zero_std_end",
-                   "train_reward_first5", "train_reward_last5", "seconds_per_step"]  # fmt: skip
+SUMMARY_COLUMNS = [
+    "probe_reward_start",
+    "probe_reward_end",
+    "probe_zero_std_start",
+    "probe_zero_std_end",
+    "train_reward_first5",
+    "train_reward_last5",
+    "seconds_per_step",
+]
 
 
 def summary_table(results: dict):

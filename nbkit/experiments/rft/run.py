@@ -2,9 +2,9 @@
 
 1. optional warm-start: SFT for `warmstart_steps` steps on `warmstart_fraction` of the RFT inputs (the paper's
    remedy: a little SFT raises the reward std of inputs the model always gets wrong, so they get gradient again);
-   the stage `warm_start`, registered as "{name}-warmstart";
+   the stage `warm_start`, registered as `cfg.run_name("warmstart")`, e.g. "cpu-rft-warm-warmstart";
 2. RFT with TRL's GRPOTrainer (`RftTrainer`), probed on a fixed held-out set before training and every
-   `probe_every` steps (`ProbeCallback`): the stage `grpo`, registered as "{name}".
+   `probe_every` steps (`ProbeCallback`): the stage `grpo`, registered as `cfg.run_name()`, e.g. "cpu-rft-warm".
 Both start from the lineage root `base_run(registry, model)`, "base-{model}". A stage passed in replaces the real
 one (tests pass fakes): `run(cfg, reg, grpo=my_fake)`.
 
@@ -23,59 +23,57 @@ import time
 
 from nbkit import dist
 from nbkit.experiments.rft.config import RftConfig
+from nbkit.experiments.rft.data import build_task, rl_records, warmstart_records
 from nbkit.experiments.rft.probe import ProbeCallback
 from nbkit.experiments.rft.result import RftResult
 from nbkit.experiments.rft.rewards import checked_reward
 from nbkit.experiments.rft.trainer import make_trainer
 from nbkit.runs import base_run
-from nbkit.tasks import make_task
-
-
-def build_task(cfg: RftConfig):
-    """The task the config names (through `nbkit.tasks.make_task`)."""
-    if cfg.task == "arithmetic":
-        return make_task("arithmetic", digits=tuple(cfg.digits), seed=cfg.seed)
-    return make_task("gsm8k", source=cfg.data, config=cfg.data_config)
-
-
-def rl_records(task, examples, cfg: RftConfig) -> list[dict]:
-    """GRPO rows (prompt as chat, plus the columns the reward reads), with the config's system prompt."""
-    return [{**task.rl_record(ex), "prompt": task.chat(ex, system=cfg.system)} for ex in examples]
-
-
-def warmstart_records(task, examples, cfg: RftConfig) -> list[dict]:
-    """SFT rows for the first `warmstart_fraction` of the RFT inputs (at least one), same prompts as the RFT."""
-    n = max(1, round(cfg.warmstart_fraction * len(examples)))
-    rationale = None if cfg.rationale else ""  # "": the answer line only, e.g. "Answer: 132"
-    return [
-        {**task.sft_record(ex, rationale), "prompt": task.chat(ex, system=cfg.system)} for ex in examples[:n]
-    ]
-
 
 # ------------------------------------------------------------------------------------------------ the stages
 
 
-def warm_start(model, tok, records: list[dict], cfg: RftConfig, run):
-    """Stage 1: SFT on the warm-start rows, logging to `run`; returns the trained model."""
+def warm_start(cfg: RftConfig, model, tok, records: list[dict], writer):
+    """Stage 1: SFT on the warm-start rows, logging to `writer`; returns the trained model."""
     from nbkit.train import sft
 
-    trainer = sft(model, tok, records, steps=cfg.warmstart_steps, lr=cfg.warmstart_lr,
-                  batch_size=min(8, len(records)), run=run, seed=cfg.seed)  # fmt: skip
+    batch_size = min(8, len(records))
+    trainer = sft(
+        model,
+        tok,
+        records,
+        steps=cfg.warmstart_steps,
+        lr=cfg.warmstart_lr,
+        batch_size=batch_size,
+        run=writer,
+        seed=cfg.seed,
+    )
     return trainer.model
 
 
-def grpo(model, tok, cfg: RftConfig, task, train: list, probes: list, run, progress: bool = True):
-    """Stage 2: GRPO on `train` with probes on `probes`, logging to `run`; returns (trained model, summary dict)."""
+def grpo(cfg: RftConfig, model, tok, task, train: list, probes: list, writer, *, progress: bool = True):
+    """Stage 2: GRPO on `train` with probes on `probes`, logging to `writer`; returns (trained model, summary)."""
     from nbkit.train import release
 
     reward = checked_reward(task.reward, name=f"{task.name}_correct")
     probe_cb = ProbeCallback(
-        run, tok, task, probes, cfg.probe_k, cfg.max_completion_length, cfg.probe_every,
-        grad_prompts=cfg.grad_prompts, scale=cfg.scale_rewards, temperature=cfg.temperature, seed=cfg.seed,
-        reward=reward, system=cfg.system, progress=progress,
-    )  # fmt: skip
+        writer,
+        tok,
+        task,
+        probes,
+        cfg.probe_k,
+        cfg.max_completion_length,
+        cfg.probe_every,
+        grad_prompts=cfg.grad_prompts,
+        scale=cfg.scale_rewards,
+        temperature=cfg.temperature,
+        seed=cfg.seed,
+        reward=reward,
+        system=cfg.system,
+        progress=progress,
+    )
     records = rl_records(task, train, cfg)
-    trainer = make_trainer(model, tok, cfg, records, [reward], run=run, callbacks=[probe_cb])
+    trainer = make_trainer(model, tok, cfg, records, [reward], run=writer, callbacks=[probe_cb])
     start = time.perf_counter()
     trainer.train()
     release(trainer.model)
@@ -109,51 +107,49 @@ def summarize(trainer, probe_cb, seconds: float, cfg: RftConfig) -> dict:
 # -------------------------------------------------------------------------------------------------- the run
 
 
-def _warm_started(reg, cfg: RftConfig, task, train: list, model, tok, parent, stage):
-    """(model, tokenizer, parent name) after the warm-start: trained by `stage` and registered as
-    "{name}-warmstart", or read back from an earlier run of the same config (e.g. the RFT was interrupted)."""
-    ws_name = f"{cfg.name}-warmstart"
-    records = warmstart_records(task, train, cfg)
-    share = len(records) / len(train)
-    ws_cfg = {"base_model": cfg.model, "examples": len(records), "share": share,
-              "steps": cfg.warmstart_steps, "lr": cfg.warmstart_lr}  # fmt: skip
-    if dist.broadcast(reg.exists(ws_name)):
-        model, tok = reg.load(reg.reuse(ws_name, ws_cfg).name, dtype="float32")
-        return model, tok, ws_name
-    with reg.writer(ws_name, "sft", ws_cfg, parent) as ws_run:
-        start = time.perf_counter()
-        model = stage(model, tok, records, cfg, ws_run)
-        ws_run.save_model(model, tok)
-        ws_run.set_summary(examples=len(records), share=share, seconds=time.perf_counter() - start)
-    return model, tok, ws_name
-
-
 def run(
-    cfg: RftConfig, registry=None, progress: bool = True, *, warm_start=warm_start, grpo=grpo
+    cfg: RftConfig, registry=None, *, progress: bool = True, warm_start=warm_start, grpo=grpo
 ) -> RftResult:
-    """Warm-start (optional) then RFT, as registry runs; returns the RftResult of the RFT run (on every rank; rank 0
-    alone writes the registry). A finished run under `cfg.name` is reused when its config matches and refused, in
-    one line, when it does not. warm_start, grpo: the stages (see above), replaceable by fakes in tests."""
+    """Warm-start (optional) then RFT, as registry runs; returns the RftResult of the RFT run (on every rank; the
+    main process alone writes the registry). A finished run of the same name is reused when its config matches and
+    refused, in one line, when it does not (`Registry.ensure`). warm_start, grpo: the stages (see above),
+    replaceable by fakes in tests."""
     from nbkit.models import load
     from nbkit.runs import Registry
 
     reg = registry or Registry()
-    if dist.broadcast(reg.exists(cfg.name)):
-        return RftResult(
-            reg.reuse(cfg.name, dataclasses.asdict(cfg)), cfg
-        )  # refused if made with another config
     task = build_task(cfg)
     train = task.train(cfg.n_train)
     probes = task.test(cfg.n_probe) if cfg.n_probe else []
-    parent = base_run(reg, cfg.model)
-    model, tok = load(cfg.model, dtype="float32")
+    parent, trained = base_run(reg, cfg.model), None  # trained: (model, tok) a stage left in memory
+
     if cfg.warmstart_fraction > 0:
-        model, tok, parent = _warm_started(reg, cfg, task, train, model, tok, parent, warm_start)
-    # ranks other than 0 train along with a run that records nothing (runs.NullRun)
-    with reg.writer(cfg.name, "rft", dataclasses.asdict(cfg), parent) as rft_run:
-        model, summary = grpo(model, tok, cfg, task, train, probes, rft_run, progress)
-        rft_run.set_summary(**summary)
+        records = warmstart_records(task, train, cfg)
+        share = len(records) / len(train)
+        ws_config = dict(
+            base_model=cfg.model,
+            examples=len(records),
+            share=share,
+            steps=cfg.warmstart_steps,
+            lr=cfg.warmstart_lr,
+        )
+
+        def build_warm_start(writer):
+            nonlocal trained
+            model, tok = load(cfg.model, dtype="float32")
+            start = time.perf_counter()
+            trained = warm_start(cfg, model, tok, records, writer), tok
+            writer.save_model(*trained)
+            writer.set_summary(examples=len(records), share=share, seconds=time.perf_counter() - start)
+
+        parent = reg.ensure(cfg.run_name("warmstart"), "sft", ws_config, build_warm_start, parent).name
+
+    def build_rft(writer):  # other ranks train along with a writer that records nothing (runs.NullRun)
+        model, tok = trained or reg.load(parent, dtype="float32")
+        model, summary = grpo(cfg, model, tok, task, train, probes, writer, progress=progress)
+        writer.set_summary(**summary)
         if cfg.save_model:
-            rft_run.save_model(model, tok)
-    dist.barrier()  # rank 0 has committed the run
-    return RftResult(reg.get(cfg.name), cfg)
+            writer.save_model(model, tok)
+
+    done = reg.ensure(cfg.run_name(), "rft", dataclasses.asdict(cfg), build_rft, parent)
+    return RftResult(done, cfg)

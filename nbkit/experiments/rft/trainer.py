@@ -90,9 +90,8 @@ class RftTrainer(GRPOTrainer):
                     "zero_std_filter needs beta=0, steps_per_generation=1 and no vLLM; set it to off"
                 )
         self.zero_std_filter, self.max_resample = zero_std_filter, max_resample
-        self.group_history: list[
-            dict
-        ] = []  # {"step", "prompts", "rewards": (n_groups, k)} per generation round
+        # per generation round: {"step", "prompts", "rewards": (n_groups, k), "advantages", "local_completions"}
+        self.group_history: list[dict] = []
         self.last_group_rewards: torch.Tensor | None = None
         self.resample_rng = random.Random(self.args.seed)
 
@@ -121,8 +120,17 @@ class RftTrainer(GRPOTrainer):
         picks = [self.resample_rng.randrange(len(self.train_dataset)) for _ in range(n_groups)]
         return [dict(self.train_dataset[i]) for i in picks for _ in range(self.num_generations)]
 
-    def _generate_and_score_completions(self, inputs):
+    def _scored(self, inputs) -> dict:
+        """TRL's generation and scoring of `inputs`; in training, the batch's advantages (this rank's, in group
+        order) join its rewards in `group_history`."""
+        rounds = len(self.group_history)
         batch = super()._generate_and_score_completions(inputs)
+        if len(self.group_history) > rounds:  # a training round (`_calculate_rewards` recorded its rewards)
+            self.group_history[-1]["advantages"] = batch["advantages"].tolist()
+        return batch
+
+    def _generate_and_score_completions(self, inputs):
+        batch = self._scored(inputs)
         if self.zero_std_filter == "off" or not self.model.training:
             return batch
         n_groups = len(inputs) // self.num_generations
@@ -132,7 +140,7 @@ class RftTrainer(GRPOTrainer):
             if rounds == self.max_resample:
                 break
             rounds += 1
-            batches.append(super()._generate_and_score_completions(self._fresh_inputs(n_groups)))
+            batches.append(self._scored(self._fresh_inputs(n_groups)))
             keep.append(~zero_spread(self.last_group_rewards))
         picks = [(b, g) for b, k in enumerate(keep) for g in k.nonzero().flatten().tolist()][:n_groups]
         self._metrics["train"]["filter/informative_groups"].append(len(picks) / n_groups)

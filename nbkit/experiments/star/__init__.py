@@ -25,68 +25,30 @@ model itself (no checkpoint of its own). A rerun continues after the last regist
     from nbkit.experiments.star import StarConfig, run
     result = run(StarConfig.for_profile("cpu"))
     result.frame()                          # one row per iteration
+    result.plot(); result.claims()          # the paper's figure; its claims, with intervals
 
     nbkit star --config configs/star_arithmetic.yaml [--iterations 5] [--runs DIR]
     torchrun --nproc_per_node 2 -m nbkit.cli star --profile smoke    # every rank samples and evaluates its shard
+
+Only what notebook 01, the CLI and the workshop exercises use is exported here; the rest is imported from its
+module, e.g. `from nbkit.experiments.star.data import split_rationale`.
 """
 
-from nbkit.experiments.star.config import PROFILES, RESUMABLE_CHANGES, StarConfig, step_schedule, validate
-from nbkit.experiments.star.data import (
-    build_task,
-    faithful_counts,
-    filter_rationales,
-    held_out,
-    iteration_stats,
-    primer_records,
-    seed_examples,
-    split_rationale,
-    train_problems,
-)
-from nbkit.experiments.star.result import (
-    StarResult,
-    claim_accuracy_rises,
-    claim_difficulty_rises,
-    claim_rationalization_uses_more,
-    claims,
-    compare_arms,
-    correct_vector,
-    plot,
-    plot_kept,
-    plot_work,
-)
-from nbkit.experiments.star.run import Loop, evaluate, run, sample, train
+from nbkit.experiments.star.config import PROFILES, StarConfig, step_schedule
+from nbkit.experiments.star.data import filter_rationales, primer_records, seed_examples
+from nbkit.experiments.star.result import StarResult
+from nbkit.experiments.star.run import run
 
-Config = StarConfig
+Config = StarConfig  # what `nbkit star` parses
 
 __all__ = [
     "Config",
-    "Loop",
     "PROFILES",
-    "RESUMABLE_CHANGES",
     "StarConfig",
     "StarResult",
-    "build_task",
-    "claim_accuracy_rises",
-    "claim_difficulty_rises",
-    "claim_rationalization_uses_more",
-    "claims",
-    "compare_arms",
-    "correct_vector",
-    "evaluate",
-    "faithful_counts",
     "filter_rationales",
-    "held_out",
-    "iteration_stats",
-    "plot",
-    "plot_kept",
-    "plot_work",
     "primer_records",
     "run",
-    "sample",
     "seed_examples",
-    "split_rationale",
     "step_schedule",
-    "train",
-    "train_problems",
-    "validate",
 ]

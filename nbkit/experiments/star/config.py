@@ -5,41 +5,16 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from nbkit.config import opt, with_profile
+from nbkit.config import ExperimentConfig, opt
 from nbkit.errors import ConfigError
 
 # Fields that may change between a run and its resumption without making the old iterations stale.
-RESUMABLE_CHANGES = {"iterations", "sample_batch_size", "verbose", "profile"}
-
-# What each profile changes from the paper's defaults (the gpu profile keeps most of them). cpu: measured on 2 cores,
-# one STaR iteration from the same 1-2 digit primer, 48 held-out 3-digit sums (the 01 notebook, section 6):
-# - plain "Question: a + b" prompts and column clauses: with the answer inline as a hint, SmolLM2-135M
-#   rationalizes 126 of 130 failures (chat prompt, hint sentence: 27); 3-digit 0-2% -> 35-48% after iteration 1;
-# - training volume: 2-3 epochs over primer rows + kept rows (60-95 steps of batch 8); 30 steps of batch 4 on
-#   gold rationales reached 0 of 48;
-# - a learning rate decaying to 0 (linear): 46% against 35% at a constant one.
-# smoke: the tiny random model cannot add. Primed for 50 epochs on 8 one-digit sums it writes the scratchpad's
-# format, and now and then the right sum (by chance, not by adding: 1-5 of 24 problems on their own or with the
-# hint, over seeds 0-2), so the loop reaches its gather and training steps in seconds.
-# fmt: off
-_PLAIN = {"scratchpad": "columns", "prompt": "plain"}
-PROFILES = {
-    "smoke": dict(model="tiny", iterations=2, problems_per_iteration=24, seed_examples=8, step_scale=0.05,
-                  batch_size=4, max_new_tokens=24, test_problems=6, primer_epochs=50.0, lr=1e-3, primer_lr=3e-3,
-                  verbose=False, task_args={"digits": [1], **_PLAIN}),
-    "cpu": dict(model="smollm2-135m", iterations=3, problems_per_iteration=192, seed_examples=64, primer_hints=0.0,
-                batch_size=8, lr=5e-5, primer_lr=5e-5, lr_schedule="linear", train_epochs=2.0, replay_seed=True,
-                max_new_tokens=132, test_problems=192, task_args={"digits": [1, 2, 3, 4], **_PLAIN}),
-    # the paper's loop and step schedule on 1-5 digits, with what the cpu runs found: plain prompts, replay
-    "gpu": dict(model="qwen2.5-0.5b", task_args={"digits": [1, 2, 3, 4, 5], **_PLAIN}, primer_hints=0.0,
-                replay_seed=True, lr_schedule="linear", max_new_tokens=172),
-}
-# fmt: on
+RESUMABLE_CHANGES = {"iterations", "sample_batch_size", "profile"}
 
 
 @dataclass
-class StarConfig:
-    """The loop's knobs. Defaults are the paper's (GPT-J on a TPU); `for_profile` scales them to a machine."""
+class StarConfig(ExperimentConfig):
+    """The loop's knobs. Defaults are the paper's where it gives one; PROFILES scale them to a machine."""
 
     name: str = opt("star", "runs are named <profile>-<name>-iter<i>")
     profile: str = opt("gpu", "smoke | cpu | gpu: the row of PROFILES applied, and the run-name prefix")
@@ -89,16 +64,9 @@ class StarConfig:
     test_problems: int = opt(300, "held-out problems evaluated every iteration")
     sample_batch_size: int = opt(64, "completions per generate() call")
     seed: int = opt(0, "seeds problem draws, sampling and training")
-    verbose: bool = opt(True, "print one line per stage, and progress bars")
 
     def __post_init__(self):
         validate(self)
-
-    @classmethod
-    def for_profile(cls, profile: str, /, **overrides) -> StarConfig:
-        """The config of `profile` (a row of PROFILES), then `overrides`, e.g. for_profile("smoke", iterations=1).
-        smoke: tiny model, seconds. cpu: SmolLM2-135M, 3 iterations in ~11 min on 2 cores. gpu: paper-ish."""
-        return with_profile(cls, PROFILES, profile, **overrides)
 
     def steps(self, iteration: int, rows: int = 0) -> int:
         """Optimizer steps of iteration i: the paper's schedule, or `train_epochs` over `rows` training rows."""
@@ -106,11 +74,51 @@ class StarConfig:
             return max(1, math.ceil(rows * self.train_epochs / self.batch_size))
         return step_schedule(iteration, self.first_steps, self.step_growth, self.step_scale)
 
-    def run_name(self, what: str | int) -> str:
-        """Example: profile cpu, name star: run_name(2) -> "cpu-star-iter2", run_name("primer") -> "cpu-star-primer"."""
-        from nbkit.runs import run_name
 
-        return run_name(self.profile, self.name, f"iter{what}" if isinstance(what, int) else what)
+# What each profile changes from the paper's defaults. cpu and gpu keep what the cpu runs found to work (plain
+# prompts, primer rows replayed, a decaying learning rate; measured in docs/workshop.md and notebook 01). smoke's
+# tiny random model learns only the scratchpad's format: enough to reach the gather and training steps in seconds.
+_PLAIN = {"scratchpad": "columns", "prompt": "plain"}
+PROFILES = {
+    "smoke": dict(
+        model="tiny",
+        iterations=2,
+        problems_per_iteration=24,
+        seed_examples=8,
+        step_scale=0.05,
+        batch_size=4,
+        max_new_tokens=24,
+        test_problems=6,
+        primer_epochs=50.0,
+        lr=1e-3,
+        primer_lr=3e-3,
+        task_args={"digits": [1], **_PLAIN},
+    ),
+    "cpu": dict(
+        model="smollm2-135m",
+        iterations=3,
+        problems_per_iteration=192,
+        seed_examples=64,
+        primer_hints=0.0,
+        batch_size=8,
+        lr=5e-5,
+        primer_lr=5e-5,
+        lr_schedule="linear",
+        train_epochs=2.0,
+        replay_seed=True,
+        max_new_tokens=132,
+        test_problems=192,
+        task_args={"digits": [1, 2, 3, 4], **_PLAIN},
+    ),
+    "gpu": dict(
+        model="qwen2.5-0.5b",
+        task_args={"digits": [1, 2, 3, 4, 5], **_PLAIN},
+        primer_hints=0.0,
+        replay_seed=True,
+        lr_schedule="linear",
+        max_new_tokens=172,
+    ),
+}
 
 
 def step_schedule(iteration: int, first: int = 40, growth: float = 0.2, scale: float = 1.0) -> int:
@@ -119,14 +127,6 @@ def step_schedule(iteration: int, first: int = 40, growth: float = 0.2, scale: f
     Example: iterations 1..5 with the paper's defaults -> 40, 48, 57, 69, 82 (the official code floors too).
     """
     return max(1, int(first * scale * (1.0 + growth) ** (iteration - 1) + 1e-9))
-
-
-def upgrade(old: dict) -> dict:
-    """A config registered before `seed` became the random seed (then `rng_seed`; `seed` was today's `seeding`)."""
-    if "rng_seed" not in old:
-        return old
-    new = {k: v for k, v in old.items() if k != "rng_seed"}
-    return {**new, "seed": old["rng_seed"], "seeding": old.get("seed", "primer")}
 
 
 _CHOICES = {

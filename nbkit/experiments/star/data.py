@@ -68,6 +68,14 @@ def iteration_stats(n_problems: int, n_correct: int, n_rationalized: int) -> dic
     }
 
 
+def count_by_difficulty(examples: list) -> dict:
+    """Example: examples of difficulty [1, 3, 3] -> {1: 1, 3: 2}"""
+    out: dict = {}
+    for ex in examples:
+        out[ex.difficulty] = out.get(ex.difficulty, 0) + 1
+    return dict(sorted(out.items()))
+
+
 def faithful_counts(task, kept: list, rationalized: list) -> dict:
     """How many kept rationales are right at every step, not only at the end (tasks that can tell; else {}).
 
@@ -143,6 +151,17 @@ def primer_records(task, plain: list, hinted: list) -> list[dict]:
     """
     rows = [task.sft_record(ex) for ex in plain]
     return rows + [dict(task.sft_record(ex), prompt=task.chat(ex, hint=ex.answer)) for ex in hinted]
+
+
+def iteration_records(task, kept: list, rationalized: list, replay: list) -> list[dict]:
+    """SFT rows of one iteration, each with its `source`: the kept rationales ("direct"), the rationalized ones
+    (stored without the hint: "rationalized"), then the `replay` rows (the primer's: "primer").
+
+    Example: 2 kept, 1 rationalized, no replay -> sources ["direct", "direct", "rationalized"].
+    """
+    rows = [dict(task.sft_record(ex, r), source="direct") for ex, r in kept]
+    rows += [dict(task.sft_record(ex, r), source="rationalized") for ex, r in rationalized]
+    return rows + [dict(r, source="primer") for r in replay]
 
 
 def train_problems(cfg: StarConfig, task, seeds: list) -> list:

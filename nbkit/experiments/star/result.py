@@ -1,4 +1,4 @@
-"""STaR's result: one summary per iteration read back from the registry, its frames, plots and claims."""
+"""STaR's result: one summary per iteration read back from the registry; its frames, plots and claims."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ from nbkit.files import read_jsonl
 
 @dataclass
 class StarResult:
+    """What `run` returns: frame() and work_frame(), plot(), plot_kept(), plot_work(), claims() and say()."""
+
     config: StarConfig
     iterations: list[dict]  # summaries, iteration 0 (the seed model) first
     runs: list[str]  # the registered run of each iteration
@@ -100,151 +102,139 @@ class StarResult:
         ]
         return "\n".join(lines + ([f"stopped early: {self.stopped}"] if self.stopped else []))
 
+    # --- plots ------------------------------------------------------------------------------------------------
 
-def plot(result: StarResult, ax=None):
-    """Held-out accuracy per iteration, one line per difficulty (the paper's arithmetic figure) plus overall."""
-    import matplotlib.pyplot as plt
+    def plot(self, ax=None):
+        """Held-out accuracy per iteration, one line per difficulty (the paper's arithmetic figure) plus overall."""
+        import matplotlib.pyplot as plt
 
-    from nbkit.plots import caption
+        from nbkit.plots import caption
 
-    df = result.frame()
-    ax = ax or plt.subplots(figsize=(6.5, 4))[1]
-    unit = "-digit" if result.config.task == "arithmetic" else " (difficulty)"
-    for col in [c for c in df.columns if c.startswith("acc_d")]:
-        ax.plot(df["iteration"], df[col], marker="o", label=f"{col[5:]}{unit}")
-    ax.plot(df["iteration"], df["accuracy"], "k--", marker="s", label="overall")
-    ax.set(xlabel="STaR iteration (0 = seed model)", ylabel="held-out accuracy", ylim=(-0.03, 1.03))
-    ax.set_title(f"STaR on {result.config.task}\n{caption(result.config.profile)}", fontsize=9)
-    ax.set_xticks(list(df["iteration"]))
-    ax.legend(fontsize=8)
-    return ax
+        df = self.frame()
+        ax = ax or plt.subplots(figsize=(6.5, 4))[1]
+        unit = "-digit" if self.config.task == "arithmetic" else " (difficulty)"
+        for col in [c for c in df.columns if c.startswith("acc_d")]:
+            ax.plot(df["iteration"], df[col], marker="o", label=f"{col[5:]}{unit}")
+        ax.plot(df["iteration"], df["accuracy"], "k--", marker="s", label="overall")
+        ax.set(xlabel="STaR iteration (0 = seed model)", ylabel="held-out accuracy", ylim=(-0.03, 1.03))
+        ax.set_title(f"STaR on {self.config.task}\n{caption(self.config.profile)}", fontsize=9)
+        ax.set_xticks(list(df["iteration"]))
+        ax.legend(fontsize=8)
+        return ax
 
+    def plot_work(self, ax=None):
+        """Per difficulty and iteration: held-out accuracy (solid) and the share right *with* work shown (dashed).
+        Where the lines part, the model answers without its scratchpad."""
+        import matplotlib.pyplot as plt
 
-def plot_work(result: StarResult, ax=None):
-    """Per difficulty and iteration: held-out accuracy (solid) and the share right *with* work shown (dashed).
-    Where the lines part, the model answers without its scratchpad."""
-    import matplotlib.pyplot as plt
+        from nbkit.plots import caption
 
-    from nbkit.plots import caption
+        df = self.work_frame()
+        ax = ax or plt.subplots(figsize=(6.5, 4))[1]
+        unit = "-digit" if self.config.task == "arithmetic" else ""
+        for d, part in df.groupby("difficulty"):
+            line = ax.plot(part["iteration"], part["accuracy"], marker="o", label=f"{d}{unit}: right")[0]
+            dashed = dict(
+                ls="--", marker="x", color=line.get_color(), label=f"{d}{unit}: right, with work shown"
+            )
+            ax.plot(part["iteration"], part["correct_with_work"], **dashed)
+        ax.set(
+            xlabel="STaR iteration (0 = seed model)", ylabel="share of held-out problems", ylim=(-0.03, 1.03)
+        )
+        ax.set_title(
+            f"Right answers, with and without a rationale\n{caption(self.config.profile)}", fontsize=9
+        )
+        ax.set_xticks(sorted(df["iteration"].unique()))
+        ax.legend(fontsize=7)
+        return ax
 
-    df = result.work_frame()
-    ax = ax or plt.subplots(figsize=(6.5, 4))[1]
-    unit = "-digit" if result.config.task == "arithmetic" else ""
-    for d, part in df.groupby("difficulty"):
-        line = ax.plot(part["iteration"], part["accuracy"], marker="o", label=f"{d}{unit}: right")[0]
-        ax.plot(
-            part["iteration"], part["correct_with_work"], ls="--", marker="x", color=line.get_color(),
-            label=f"{d}{unit}: right, with work shown",
-        )  # fmt: skip
-    ax.set(xlabel="STaR iteration (0 = seed model)", ylabel="share of held-out problems", ylim=(-0.03, 1.03))
-    ax.set_title(f"Right answers, with and without a rationale\n{caption(result.config.profile)}", fontsize=9)
-    ax.set_xticks(sorted(df["iteration"].unique()))
-    ax.legend(fontsize=7)
-    return ax
+    def plot_kept(self, ax=None):
+        """Problems kept for training per iteration: solved on the model's own, and rationalized with the hint."""
+        import matplotlib.pyplot as plt
 
+        from nbkit.plots import caption
 
-def plot_kept(result: StarResult, ax=None):
-    """Problems kept for training per iteration: solved on the model's own, and rationalized with the hint."""
-    import matplotlib.pyplot as plt
+        frame = self.frame()
+        data = frame[frame["iteration"] > 0]
+        ax = ax or plt.subplots(figsize=(6.5, 4))[1]
+        ax.bar(data["iteration"], data["correct"], label="correct on its own")
+        ax.bar(data["iteration"], data["rationalized"], bottom=data["correct"], label="rationalized (hint)")
+        ax.axhline(self.config.problems_per_iteration, color="k", lw=0.8, ls=":", label="train set")
+        ax.set(xlabel="STaR iteration", ylabel="problems kept for training", xticks=list(data["iteration"]))
+        ax.set_title(f"training data kept per iteration\n{caption(self.config.profile)}", fontsize=9)
+        ax.legend(fontsize=8)
+        return ax
 
-    from nbkit.plots import caption
-
-    frame = result.frame()
-    data = frame[frame["iteration"] > 0]
-    ax = ax or plt.subplots(figsize=(6.5, 4))[1]
-    ax.bar(data["iteration"], data["correct"], label="correct on its own")
-    ax.bar(data["iteration"], data["rationalized"], bottom=data["correct"], label="rationalized (hint)")
-    ax.axhline(result.config.problems_per_iteration, color="k", lw=0.8, ls=":", label="train set")
-    ax.set(xlabel="STaR iteration", ylabel="problems kept for training", xticks=list(data["iteration"]))
-    ax.set_title(f"training data kept per iteration\n{caption(result.config.profile)}", fontsize=9)
-    ax.legend(fontsize=8)
-    return ax
-
-
-def compare_arms(result: StarResult, arms: dict[str, StarResult]) -> dict:
-    """Side by side at the last iteration every arm reached: data kept, rationalizations and accuracy per digit
-    count, for this loop and each ablation arm (label -> StarResult)."""
-    n = min([len(result.iterations)] + [len(arm.iterations) for arm in arms.values()]) - 1
-    rows = {f"this loop (keep={result.config.keep})": result.iterations[n]}
-    rows |= {label: arm.iterations[n] for label, arm in arms.items()}
-    return {
-        label: {
-            "train set used": f"{s.get('used_fraction', 0):.0%}",
-            "rationalized": s.get("rationalized", 0),
-            "of which right at every step": s.get("faithful_rationalized", "-"),
-            "of which bare answers": s.get("unworked_rationalized", "-"),
-            "held-out accuracy": f"{s['accuracy']:.0%}",
-            **{f"{d}-digit": f"{a:.0%}" for d, a in s["by_difficulty"].items()},
+    def compare_arms(self, arms: dict[str, StarResult]) -> dict:
+        """Side by side at the last iteration every arm reached: data kept, rationalizations and accuracy per digit
+        count, for this loop and each ablation arm (label -> StarResult)."""
+        n = min([len(self.iterations)] + [len(arm.iterations) for arm in arms.values()]) - 1
+        rows = {f"this loop (keep={self.config.keep})": self.iterations[n]}
+        rows |= {label: arm.iterations[n] for label, arm in arms.items()}
+        return {
+            label: {
+                "train set used": f"{s.get('used_fraction', 0):.0%}",
+                "rationalized": s.get("rationalized", 0),
+                "of which right at every step": s.get("faithful_rationalized", "-"),
+                "of which bare answers": s.get("unworked_rationalized", "-"),
+                "held-out accuracy": f"{s['accuracy']:.0%}",
+                **{f"{d}-digit": f"{a:.0%}" for d, a in s["by_difficulty"].items()},
+            }
+            for label, s in rows.items()
         }
-        for label, s in rows.items()
-    }
 
+    # --- claims -----------------------------------------------------------------------------------------------
 
-# ---------------------------------------------------------------------------------------------------- claims
+    def correct_vector(self, iteration: int, difficulty: int | None = None) -> list[float]:
+        """Per held-out problem 1.0 / 0.0, in the evaluation's fixed order (the same problems every iteration)."""
+        rows = self.eval_rows(iteration)
+        return [float(r["correct"]) for r in rows if difficulty is None or r["difficulty"] == difficulty]
 
+    def claim_accuracy_rises(self, iteration: int = -1):
+        """Paper: held-out accuracy rises over STaR iterations. Paired over the held-out problems, seed vs
+        `iteration`."""
+        from nbkit.claims import paired
 
-def correct_vector(result: StarResult, iteration: int, difficulty: int | None = None) -> list[float]:
-    """Per held-out problem 1.0 / 0.0, in the evaluation's fixed order (the same problems every iteration)."""
-    rows = result.eval_rows(iteration)
-    return [float(r["correct"]) for r in rows if difficulty is None or r["difficulty"] == difficulty]
+        i = iteration % len(self.runs)
+        what = f"held-out accuracy, iteration {i} minus the seed model's"
+        return paired(self.correct_vector(i), self.correct_vector(0), what)
 
+    def claim_difficulty_rises(self, difficulty: int, iteration: int = 1):
+        """Paper (arithmetic figure): the loop teaches longer sums than the seed could do. Paired over the held-out
+        problems of one difficulty, seed vs `iteration`."""
+        from nbkit.claims import paired
 
-def claim_accuracy_rises(result: StarResult, iteration: int = -1):
-    """Paper: held-out accuracy rises over STaR iterations. Paired over held-out problems, seed vs `iteration`."""
-    from nbkit.claims import paired
+        i = iteration % len(self.runs)
+        what = f"{difficulty}-digit accuracy, iteration {i} minus the seed model's"
+        return paired(self.correct_vector(i, difficulty), self.correct_vector(0, difficulty), what)
 
-    i = iteration % len(result.runs)
-    return paired(
-        correct_vector(result, i), correct_vector(result, 0),
-        f"held-out accuracy, iteration {i} minus the seed model's",
-    )  # fmt: skip
+    def claim_rationalization_uses_more(self, without: StarResult, iteration: int = 1):
+        """Paper (86.7% vs 69.7% on CommonsenseQA): rationalization trains on more of the train set.
 
+        Paired over the train problems. Both arms sample the same problems from the same seed model with the same
+        seed, so the problems kept without rationalization are exactly those solved directly in both arms; the
+        per-problem difference is 1 for each rationalized problem and 0 elsewhere (the kept sets are nested).
+        """
+        from nbkit.claims import paired
 
-def claim_difficulty_rises(result: StarResult, difficulty: int, iteration: int = 1):
-    """Paper (arithmetic figure): the loop teaches longer sums than the seed could do. Paired over the held-out
-    problems of one difficulty, seed vs `iteration`."""
-    from nbkit.claims import paired
+        n = self.iterations[iteration]["tried"]
+        with_, without_ = (arm.iterations[iteration]["kept"] for arm in (self, without))
+        what = f"share of the train set kept in iteration {iteration}, with rationalization minus without"
+        return paired([1.0] * with_ + [0.0] * (n - with_), [1.0] * without_ + [0.0] * (n - without_), what)
 
-    i = iteration % len(result.runs)
-    return paired(
-        correct_vector(result, i, difficulty), correct_vector(result, 0, difficulty),
-        f"{difficulty}-digit accuracy, iteration {i} minus the seed model's",
-    )  # fmt: skip
-
-
-def claim_rationalization_uses_more(result: StarResult, without: StarResult, iteration: int = 1):
-    """Paper (86.7% vs 69.7% on CommonsenseQA): rationalization trains on more of the train set.
-
-    Paired over the train problems. Both arms sample the same problems from the same seed model with the same
-    seed, so the problems kept without rationalization are exactly those solved directly in both arms; the
-    per-problem difference is 1 for each rationalized problem and 0 elsewhere (the kept sets are nested).
-    """
-    from nbkit.claims import paired
-
-    n, w, wo = (
-        result.iterations[iteration]["tried"],
-        result.iterations[iteration],
-        without.iterations[iteration],
-    )
-    return paired(
-        [1.0] * w["kept"] + [0.0] * (n - w["kept"]), [1.0] * wo["kept"] + [0.0] * (n - wo["kept"]),
-        f"share of the train set kept in iteration {iteration}, with rationalization minus without",
-    )  # fmt: skip
-
-
-def claims(result: StarResult, without: StarResult | None = None) -> list:
-    """The notebook's claims: accuracy rises; rationalization keeps more of the train set (against the arm
-    `without` it); 3-digit sums after iteration 1, and the longest sums in the pool (never in the primer) at the
-    last iteration, against the seed model. A loop that finished no iteration gives one DEPARTS line."""
-    if len(result.runs) < 2:
-        return [f"DEPARTS: no iteration finished ({result.stopped})"]
-    out = [claim_accuracy_rises(result)]
-    if without is not None and len(without.runs) > 1:
-        n = min(len(result.runs), len(without.runs)) - 1
-        out.append(claim_rationalization_uses_more(result, without, iteration=n))
-    digits = sorted(result.config.task_args.get("digits", [])) if result.config.task == "arithmetic" else []
-    if digits:
-        out.append(claim_difficulty_rises(result, min(3, digits[-1]), iteration=1))
-        if digits[-1] > 3:
-            out.append(claim_difficulty_rises(result, digits[-1], iteration=-1))
-    return out
+    def claims(self, without: StarResult | None = None) -> list:
+        """The notebook's claims: accuracy rises; rationalization keeps more of the train set (against the arm
+        `without` it); 3-digit sums after iteration 1, and the longest sums in the pool (never in the primer) at
+        the last iteration, against the seed model. A loop that finished no iteration gives one DEPARTS line."""
+        if len(self.runs) < 2:
+            return [f"DEPARTS: no iteration finished ({self.stopped})"]
+        out = [self.claim_accuracy_rises()]
+        if without is not None and len(without.runs) > 1:
+            n = min(len(self.runs), len(without.runs)) - 1
+            out.append(self.claim_rationalization_uses_more(without, iteration=n))
+        digits = sorted(self.config.task_args.get("digits", [])) if self.config.task == "arithmetic" else []
+        if digits:
+            out.append(self.claim_difficulty_rises(min(3, digits[-1]), iteration=1))
+            if digits[-1] > 3:
+                out.append(self.claim_difficulty_rises(digits[-1], iteration=-1))
+        return out

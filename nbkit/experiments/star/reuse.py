@@ -1,6 +1,7 @@
 """What a STaR loop reads back instead of recomputing: samples drawn before from the same model, and another loop's
 evaluation of the same seed model. Both are keyed on everything that decides the result, so reading back never
-changes one; a cache that cannot be read or written costs time, never a result."""
+changes one; a cache that cannot be read or written costs time, never a result. Runs that an older nbkit registered
+in another layout are refused, in one line, rather than read back."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import os
 from pathlib import Path
 
 from nbkit import dist
-from nbkit.experiments.star.config import upgrade
+from nbkit.errors import RunError
 from nbkit.files import read_jsonl
 
 # what an iteration-0 evaluation depends on, besides its seed model
@@ -26,7 +27,7 @@ def samples(loop, source: str, model, tok, prompts: list, seed: int, desc: str) 
     process uses it: under several, each rank's shard differs, and only rank 0 writes to the registry."""
     cfg, chat = loop.cfg, loop.task.uses_chat
     if dist.world() > 1:
-        return loop.stages["sample"](cfg, model, tok, prompts, seed, desc, chat)
+        return loop.stages["sample"](cfg, model, tok, prompts, seed, desc, chat, progress=loop.progress)
     record = Path(loop.reg.root) / source / "run.json"
     identity = (
         record.read_text() if record.exists() else source
@@ -45,7 +46,7 @@ def samples(loop, source: str, model, tok, prompts: list, seed: int, desc: str) 
         texts = json.loads(path.read_text())
         if isinstance(texts, list) and len(texts) == len(prompts):
             return texts
-    texts = loop.stages["sample"](cfg, model, tok, prompts, seed, desc, chat)
+    texts = loop.stages["sample"](cfg, model, tok, prompts, seed, desc, chat, progress=loop.progress)
     with contextlib.suppress(OSError):
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp")
@@ -61,12 +62,22 @@ def seed_eval(loop) -> dict | None:
 
     mine = dataclasses.asdict(loop.cfg)
     for run in loop.reg.list():
-        theirs = upgrade(run.config.get("star", {}))
+        theirs = run.config
         if (
             run.parent == loop.seed_run
-            and run.config.get("iteration") == 0
+            and theirs.get("iteration") == 0
             and all(theirs.get(k) == mine[k] for k in SEED_EVAL_KEYS)
         ):
             rows = read_jsonl(run.path / "eval.jsonl")
             return {**accuracy_table(rows), "rows": rows}
     return None
+
+
+def refuse_old_layout(reg, names: list[str]) -> None:
+    """One line for a run an older nbkit registered, which nested the StarConfig under "star" in its config."""
+    for name in names:
+        if reg.exists(name) and "star" in reg.get(name).config:
+            raise RunError(
+                f"run {name!r} in {reg.root} was made by an older nbkit (its config nests the STaR settings under "
+                f"'star'); delete it (Registry.delete({name!r})) or give this loop another name (--name)"
+            )

@@ -1,6 +1,8 @@
 """STaR's loop, as named stages. `run` strings them together; each stage is a method of `Loop` (the state one run
 shares: config, registry, task, data, the models it holds) and calls the three model-facing stage functions it was
-given: `sample`, `train` and `evaluate`. Tests pass fakes for those three instead of patching anything.
+given: `sample`, `train` and `evaluate`, each `stage(cfg, model, tok, <data...>)` (train: then the run writer). Tests
+pass fakes for those three instead of patching anything. Every stage that registers a run goes through
+`Registry.ensure`: a finished run is reused when its config matches, refused in one line when it does not.
 
     primer      SFT of the base model on the seed rationales (skipped when seeding="fewshot" or `primer` names one)
     seed_eval   iteration 0: the seed model on the held-out problems
@@ -14,7 +16,6 @@ trains (data-parallel) on the same rows, and only rank 0 writes the registry.
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import dataclasses
 import time
@@ -24,12 +25,14 @@ from dataclasses import dataclass, field
 from nbkit import dist, live
 from nbkit.errors import ConfigError
 from nbkit.experiments.star import reuse
-from nbkit.experiments.star.config import RESUMABLE_CHANGES, StarConfig, upgrade
+from nbkit.experiments.star.config import RESUMABLE_CHANGES, StarConfig
 from nbkit.experiments.star.data import (
     build_task,
+    count_by_difficulty,
     faithful_counts,
     filter_rationales,
     held_out,
+    iteration_records,
     iteration_stats,
     primer_records,
     seed_examples,
@@ -42,16 +45,22 @@ from nbkit.files import write_jsonl
 
 
 def sample(
-    cfg: StarConfig, model, tok, prompts: list, seed: int, desc: str, chat: bool = True
+    cfg: StarConfig,
+    model,
+    tok,
+    prompts: list,
+    seed: int,
+    desc: str,
+    chat: bool = True,
+    *,
+    progress: bool = True,
 ) -> list[list[str]]:
     """cfg.samples_per_problem completions per prompt, shape (n_prompts, k); `chat`: prompts are messages."""
     from nbkit.sampling import sample as generate
 
     if not prompts:
         return []
-    opts = dict(
-        temperature=cfg.temperature, batch_size=cfg.sample_batch_size, progress=cfg.verbose, desc=desc
-    )
+    opts = dict(temperature=cfg.temperature, batch_size=cfg.sample_batch_size, progress=progress, desc=desc)
     return generate(
         model, tok, prompts, cfg.samples_per_problem, cfg.max_new_tokens, seed=seed, chat=chat, **opts
     ).texts()
@@ -62,27 +71,30 @@ def train(
     model,
     tok,
     records: list[dict],
+    writer,
+    *,
     steps: int | None,
     lr: float,
-    writer,
     epochs: float = 1.0,
+    progress: bool = True,
 ):
-    """TRL's SFTTrainer through nbkit.train.sft (returns the trainer); batches of similar length pad less."""
+    """TRL's SFTTrainer through nbkit.train.sft (returns the trainer): `steps` optimizer steps, or `epochs` over
+    `records` when steps is None; batches of similar length pad less."""
     from nbkit.train import sft
 
-    opts = dict(disable_tqdm=not cfg.verbose, train_sampling_strategy="group_by_length")
+    opts = dict(disable_tqdm=not progress, train_sampling_strategy="group_by_length")
     if cfg.lr_schedule != "constant":
         opts["lr_scheduler_type"] = cfg.lr_schedule
     model.train()
     return sft(model, tok, records, steps, epochs, lr, cfg.batch_size, run=writer, seed=cfg.seed, **opts)
 
 
-def evaluate(cfg: StarConfig, task, model, tok, test: list, chat) -> dict:
+def evaluate(cfg: StarConfig, model, tok, task, test: list, chat, *, progress: bool = True) -> dict:
     """Greedy held-out accuracy; under several processes each rank evaluates its shard and the rows are gathered
     in the test set's order."""
     from nbkit.tasks.base import accuracy_table
 
-    opts = dict(max_new_tokens=cfg.max_new_tokens, batch_size=cfg.sample_batch_size, progress=cfg.verbose)
+    opts = dict(max_new_tokens=cfg.max_new_tokens, batch_size=cfg.sample_batch_size, progress=progress)
     rows, per_rank = dist.on_shards(
         lambda part: task.evaluate(model, tok, part, messages=chat, **opts)["rows"], test
     )
@@ -96,30 +108,28 @@ def run(
     cfg: StarConfig,
     registry=None,
     *,
+    progress: bool = True,
     sample: Callable = sample,
     train: Callable = train,
     evaluate: Callable = evaluate,
 ) -> StarResult:
-    """Run (or resume) the STaR loop described by `cfg`; returns every iteration's summary (on every process)."""
+    """Run (or resume) the STaR loop described by `cfg`; returns every iteration's summary (on every process).
+    progress: one line per stage, and progress bars."""
     from nbkit.runs import Registry
 
-    loop = Loop.start(cfg, registry or Registry(), sample, train, evaluate)
+    stages = dict(sample=sample, train=train, evaluate=evaluate)
+    loop = Loop.start(cfg, registry or Registry(), stages, progress)
     loop.primer()
     loop.seed_eval()
-    summaries, names = [loop.summary_of(cfg.run_name(0))], [cfg.run_name(0)]
-    stopped, current = None, loop.seed_run
+    names, stopped, current = [cfg.run_name("iter0")], None, loop.seed_run
     for i in range(1, cfg.iterations + 1):
-        name = cfg.run_name(i)
-        if not dist.broadcast(loop.reg.exists(name)):
-            kept, rationalized, stats = loop.collect(i, current)
-            if stats["kept"] == 0:
-                stopped = loop.nothing_kept(i, current, stats)
-                break
-            loop.fine_tune(i, current, kept, rationalized, stats)
-        summaries.append(loop.summary_of(name))  # done now, or in an earlier session: resume after it
-        names.append(name)
-        current = name
-    return loop.result(summaries, names, stopped)
+        gathered = loop.collect(i, current)  # None: iteration i is registered already
+        if gathered is not None and gathered[2]["kept"] == 0:
+            stopped = loop.nothing_kept(i, current, gathered[2])
+            break
+        current = loop.fine_tune(i, current, gathered)
+        names.append(current)
+    return loop.result(names, stopped)
 
 
 @dataclass
@@ -134,6 +144,7 @@ class Loop:
     problems: list  # the train set every iteration goes over
     test: list
     stages: dict[str, Callable]  # sample, train, evaluate
+    progress: bool = True
     base: str = ""
     seed_run: str = ""
     device: str = "auto"
@@ -141,7 +152,7 @@ class Loop:
     t0: tuple = (0.0, 0.0)  # when the current iteration started (wall, CPU)
 
     @classmethod
-    def start(cls, cfg: StarConfig, reg, sample, train, evaluate) -> Loop:
+    def start(cls, cfg: StarConfig, reg, stages: dict, progress: bool = True) -> Loop:
         """Check the config against the registry, draw the data, register the base run."""
         from nbkit.runs import base_run
 
@@ -154,14 +165,12 @@ class Loop:
             raise ConfigError(
                 f"primer run {cfg.primer!r} is not in {reg.root}; leave primer empty to train one"
             )
-        for i in range(cfg.iterations + 1):
-            reg.reuse(
-                cfg.run_name(i), dataclasses.asdict(cfg), RESUMABLE_CHANGES, within="star", upgrade=upgrade
-            )
+        reuse.refuse_old_layout(
+            reg, [cfg.run_name("primer")] + [cfg.run_name(f"iter{i}") for i in range(cfg.iterations + 1)]
+        )
         plain, hinted = seed_examples(cfg, task)
         problems, test = train_problems(cfg, task, plain + hinted), held_out(task, cfg.test_problems)
-        stages = dict(sample=sample, train=train, evaluate=evaluate)
-        loop = cls(cfg, reg, task, plain, hinted, problems, test, stages)
+        loop = cls(cfg, reg, task, plain, hinted, problems, test, stages, progress)
         loop.device = str(dist.state().device) if dist.world() > 1 else "auto"
         loop.base = base_run(reg, cfg.model)
         loop.seed_run = loop.base if cfg.seeding == "fewshot" else (cfg.primer or cfg.run_name("primer"))
@@ -173,48 +182,56 @@ class Loop:
     def primer(self) -> None:
         """SFT of the base model on the seed rationales (with `primer_hints` of them hinted) -> the primer run."""
         cfg, plain, hinted = self.cfg, self.plain, self.hinted
-        if dist.broadcast(self.reg.exists(self.seed_run)):
+        if self.seed_run != cfg.run_name("primer"):  # the few-shot seed, or a registered primer
             return
-        self.say(
-            f"[star] primer: SFT on {len(plain)} seed rationales + {len(hinted)} with a hint -> {self.seed_run}"
-        )
-        t0, (model, tok) = _now(), self.model_of(self.base)
-        records = primer_records(self.task, plain, hinted)
-        with self.writer(self.seed_run, "star-primer", self.base, {"model": cfg.model}) as writer:
-            trainer = self.stages["train"](
-                cfg, model, tok, records, None, cfg.primer_lr, writer, cfg.primer_epochs
+
+        def build(writer):
+            self.say(
+                f"[star] primer: SFT on {len(plain)} seed rationales + {len(hinted)} with a hint -> {self.seed_run}"
             )
-            model = trainer.model
+            t0, (model, tok) = _now(), self.model_of(self.base)
+            records = primer_records(self.task, plain, hinted)
+            how = dict(steps=None, lr=cfg.primer_lr, epochs=cfg.primer_epochs, progress=self.progress)
+            model = self.stages["train"](cfg, model, tok, records, writer, **how).model
             counts = dict(seed_examples=len(plain), hinted_examples=len(hinted), records=len(records))
             self.save(writer, model, tok, {"rationales.jsonl": records}, **counts, **_since(t0))
-        self.held.pop(self.base)
-        self.held[self.seed_run] = (model, tok)
-        dist.barrier()
+            self.held.pop(self.base)
+            self.held[self.seed_run] = (model, tok)
+
+        self.reg.ensure(
+            self.seed_run, "star-primer", self.config(), build, self.base, ignore=RESUMABLE_CHANGES
+        )
 
     def seed_eval(self) -> None:
         """Iteration 0: the seed model on the held-out problems (read back from another loop's, when it has one)."""
-        cfg, name = self.cfg, self.cfg.run_name(0)
-        if dist.broadcast(self.reg.exists(name)):
-            return
-        t0 = _now()
-        ev = dist.broadcast(self.earlier_seed_eval() if dist.is_main() else None)
-        ev = ev or self.stages["evaluate"](
-            cfg, self.task, *self.model_of(self.seed_run), self.test, self.chat
-        )
-        self.say(
-            f"[star] iteration 0 (seed {self.seed_run}): held-out accuracy {ev['accuracy']:.1%} {_fmt(ev)}"
-        )
+        cfg = self.cfg
         source = cfg.model if self.seed_run == self.base else self.reg.get(self.seed_run).model_source
-        with self.writer(name, "star-iteration", self.seed_run, {"model": source, "iteration": 0}) as writer:
-            self.save(
-                writer, None, None, {"eval.jsonl": ev["rows"]}, iteration=0, **_eval_summary(ev), **_since(t0)
-            )
-        dist.barrier()
 
-    def collect(self, i: int, current: str) -> tuple[list, list, dict]:
+        def build(writer):
+            t0 = _now()
+            ev = dist.broadcast(self.earlier_seed_eval() if dist.is_main() else None)
+            ev = ev or self.stages["evaluate"](
+                cfg, *self.model_of(self.seed_run), self.task, self.test, self.chat, progress=self.progress
+            )
+            self.say(
+                f"[star] iteration 0 (seed {self.seed_run}): held-out accuracy {ev['accuracy']:.1%} {_fmt(ev)}"
+            )
+            summary = dict(iteration=0, **_eval_summary(ev), **_since(t0))
+            self.save(writer, None, None, {"eval.jsonl": ev["rows"]}, **summary)
+
+        # its "model" is the seed's checkpoint (what the compare app loads), whose path moves when runs are
+        # imported; the primer run holds the config's model
+        ignore = RESUMABLE_CHANGES | ({"model"} if source != cfg.model else set())
+        config = self.config(iteration=0, model=source)
+        self.reg.ensure(cfg.run_name("iter0"), "star-iteration", config, build, self.seed_run, ignore=ignore)
+
+    def collect(self, i: int, current: str) -> tuple[list, list, dict] | None:
         """Steps 1-3 of iteration i: this process's shard of the problems gets a rationale from the latest model,
-        kept when its answer is right; the failures are retried with the answer as a hint. Gathered over ranks."""
+        kept when its answer is right; the failures are retried with the answer as a hint. Gathered over ranks.
+        None when iteration i is registered already (from an earlier session: resume after it)."""
         cfg, task = self.cfg, self.task
+        if dist.broadcast(self.reg.exists(cfg.run_name(f"iter{i}"))):
+            return None
         self.t0, (model, tok) = _now(), self.model_of(current)  # the iteration's clock starts here
         mine = dist.shard(self.problems)
         texts = self.sample_once(
@@ -230,7 +247,7 @@ class Loop:
             rationalized, _ = filter_rationales(task, failed, texts, hinted=True, **rule)
         kept, rationalized = dist.gather(kept), dist.gather(rationalized)
         stats = iteration_stats(len(self.problems), len(kept), len(rationalized))
-        stats["kept_by_difficulty"] = _count_by_difficulty([ex for ex, _ in kept + rationalized])
+        stats["kept_by_difficulty"] = count_by_difficulty([ex for ex, _ in kept + rationalized])
         stats |= faithful_counts(task, kept, rationalized)
         stats["unworked_correct"] = sum(not r.strip() for _, r in kept)
         stats["unworked_rationalized"] = sum(not r.strip() for _, r in rationalized)
@@ -247,26 +264,26 @@ class Loop:
         )
         return kept, rationalized, stats
 
-    def fine_tune(self, i: int, current: str, kept: list, rationalized: list, stats: dict) -> None:
-        """Steps 4-5 of iteration i: SFT of the seed model (paper: restart every iteration) on everything kept,
-        then the held-out evaluation; registers iteration i."""
-        cfg, task = self.cfg, self.task
-        records = [dict(task.sft_record(ex, r), source="direct") for ex, r in kept]
-        records += [dict(task.sft_record(ex, r), source="rationalized") for ex, r in rationalized]
-        if cfg.replay_seed and cfg.seeding != "fewshot":
-            records += [dict(r, source="primer") for r in primer_records(task, self.plain, self.hinted)]
+    def fine_tune(self, i: int, current: str, gathered: tuple[list, list, dict] | None) -> str:
+        """Steps 4-5 of iteration i: SFT of the seed model (paper: restart every iteration) on everything kept
+        (`gathered` by `collect`), then the held-out evaluation; registers iteration i and returns its name."""
+        cfg, task, name = self.cfg, self.task, self.cfg.run_name(f"iter{i}")
         start = self.seed_run if cfg.restart_from_base else current
-        model, tok = self.model_of(start)
-        student = copy.deepcopy(model) if cfg.restart_from_base else model
-        steps, name = cfg.steps(i, len(records)), cfg.run_name(i)
-        with self.writer(
-            name, "star-iteration", start, {"model": cfg.model, "iteration": i, "steps": steps}
-        ) as w:
-            t1 = _now()
+
+        def build(w):
+            kept, rationalized, stats = gathered
+            replay = cfg.replay_seed and cfg.seeding != "fewshot"
+            replay = primer_records(task, self.plain, self.hinted) if replay else []
+            records = iteration_records(task, kept, rationalized, replay)
+            model, tok = self.model_of(start)
+            student = copy.deepcopy(model) if cfg.restart_from_base else model
+            steps, t1 = cfg.steps(i, len(records)), _now()
             rows = [{k: v for k, v in r.items() if k in {"prompt", "completion"}} for r in records]
-            model = self.stages["train"](cfg, student, tok, rows, steps, cfg.lr, w).model
+            model = self.stages["train"](
+                cfg, student, tok, rows, w, steps=steps, lr=cfg.lr, progress=self.progress
+            ).model
             stats["seconds_training"], t2 = _since(t1)["seconds"], _now()
-            ev = self.stages["evaluate"](cfg, task, model, tok, self.test, task.chat)
+            ev = self.stages["evaluate"](cfg, model, tok, task, self.test, task.chat, progress=self.progress)
             live.note("held-out accuracy", ev["accuracy"])
             examples = {
                 "direct": [_show(task, *k) for k in kept[:2]],
@@ -279,10 +296,14 @@ class Loop:
                 f"{summary['seconds']:.0f} s"
             )
             self.save(w, model, tok, {"rationales.jsonl": records, "eval.jsonl": ev["rows"]}, **summary)
-        dist.barrier()
-        if current != self.seed_run:
-            self.held.pop(current, None)
-        self.held[name] = (model, tok)
+            if current != self.seed_run:
+                self.held.pop(current, None)
+            self.held[name] = (model, tok)
+
+        self.reg.ensure(
+            name, "star-iteration", self.config(iteration=i), build, start, ignore=RESUMABLE_CHANGES
+        )
+        return name
 
     def nothing_kept(self, i: int, current: str, stats: dict) -> str:
         """Why the loop stops: iteration i kept nothing to fine-tune on."""
@@ -299,8 +320,12 @@ class Loop:
     # --- what the stages share -----------------------------------------------------------------------------
 
     def say(self, *args) -> None:
-        if self.cfg.verbose and dist.is_main():
+        if self.progress and dist.is_main():
             print(*args)
+
+    def config(self, **stage) -> dict:
+        """What a run of this loop records as its config: the whole StarConfig, then the stage's keys."""
+        return {**dataclasses.asdict(self.cfg), **stage}
 
     def chat(self, ex, hint=None):
         """The prompt of one problem: the task's chat (or plain) prompt, or the few-shot prompt of the paper."""
@@ -317,17 +342,9 @@ class Loop:
             self.held[run_name] = load(source, dtype="float32", device=self.device)
         return self.held[run_name]
 
-    def writer(self, name: str, kind: str, parent: str | None, config: dict):
-        """A new registry run on rank 0 (its config holds the whole StarConfig under "star"); elsewhere nothing."""
-        if not dist.is_main():
-            return contextlib.nullcontext()
-        config = {**config, "star": dataclasses.asdict(self.cfg)}
-        return self.reg.create(name, kind=kind, config=config, parent=parent)
-
     def save(self, writer, model, tok, files: dict[str, list[dict]], **summary) -> None:
-        """A run's checkpoint, jsonl files, final metrics and summary (rank 0 only: the others have no writer)."""
-        if writer is None:
-            return
+        """A run's checkpoint, jsonl files, final metrics and summary (a NullRun, on the other processes, keeps
+        nothing)."""
         if model is not None:
             writer.save_model(model, tok)
         for filename, rows in files.items():
@@ -352,13 +369,14 @@ class Loop:
                 summary[key] = {int(k) if str(k).isdigit() else k: v for k, v in summary[key].items()}
         return summary
 
-    def result(self, summaries: list[dict], names: list[str], stopped: str | None) -> StarResult:
+    def result(self, names: list[str], stopped: str | None) -> StarResult:
         primer_name = self.cfg.run_name("primer")
         primer = (
             self.reg.get(primer_name).summary
             if self.seed_run == primer_name and self.reg.exists(primer_name)
             else {}
         )
+        summaries = [self.summary_of(name) for name in names]
         return StarResult(self.cfg, summaries, names, self.seed_run, stopped, str(self.reg.root), primer)
 
 
@@ -376,14 +394,6 @@ def _since(t0: tuple[float, float]) -> dict:
 
 def _fmt(ev: dict) -> str:
     return "(" + ", ".join(f"d{d}: {a:.0%}" for d, a in ev["by_difficulty"].items()) + ")"
-
-
-def _count_by_difficulty(examples: list) -> dict:
-    """Example: examples of difficulty [1, 3, 3] -> {1: 1, 3: 2}"""
-    out: dict = {}
-    for ex in examples:
-        out[ex.difficulty] = out.get(ex.difficulty, 0) + 1
-    return dict(sorted(out.items()))
 
 
 def _show(task, ex, rationale: str) -> dict:
