@@ -64,11 +64,14 @@ def _runs(args) -> int:
     if args.action == "check":
         return _runs_check(reg, args.fix)
     if args.action == "export":
-        from nbkit.workshop.archive import export_runs
+        from nbkit.workshop.archive import export_runs, notebook_runs
 
         if not args.output:
             raise RunError("nbkit runs export NAME... -o FILE.tar: give the file to write with -o")
-        manifest = export_runs(reg, args.names, args.output, parents=not args.no_parents)
+        names = list(args.names)
+        for nb in args.notebook or []:
+            names += notebook_runs(nb, args.profile)
+        manifest = export_runs(reg, names, args.output, parents=not args.no_parents)
         names = [r["name"] for r in manifest["runs"]]
         print(f"exported {len(names)} run(s) to {args.output}: {', '.join(names)}")
         return 0
@@ -205,7 +208,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="list: one line per run; show: one run in full; check: find damaged runs; export/import: .tar files",
     )
     r.add_argument(
-        "names", nargs="*", metavar="NAME", help="show: one run; export: runs; import: the .tar file"
+        "names",
+        nargs="*",
+        metavar="NAME",
+        help="show: one run; export: runs or shell patterns ('cpu-star-*'); import: the .tar file",
     )
     r.add_argument(
         "--runs", default=None, help="registry folder (default: $NBKIT_RUNS, else the project's runs/)"
@@ -216,6 +222,14 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--fix", action="store_true", help="check: move damaged and stale entries aside")
     r.add_argument("-o", "--output", help="export: the .tar file to write")
     r.add_argument("--no-parents", action="store_true", help="export: the named runs only, not their lineage")
+    r.add_argument(
+        "--notebook",
+        action="append",
+        metavar="NN",
+        help="export: every run notebook NN (00-03) registers in --profile, so the notebook trains nothing after "
+        "import; repeat it for several notebooks",
+    )
+    r.add_argument("--profile", default="cpu", help="export --notebook: the profile the notebook ran in")
     r.add_argument("--rename", action="store_true", help="import: rename runs whose names are taken")
     r.set_defaults(func=_runs)
 

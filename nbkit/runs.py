@@ -335,15 +335,20 @@ def run_name(*parts) -> str:
     return "-".join(str(p) for p in parts if p not in (None, ""))
 
 
-def base_run(registry: Registry, model: str) -> str:
-    """The name of the "base" run of `model`, e.g. "base-Qwen-Qwen2.5-0.5B-Instruct" for the hub id
-    "Qwen/Qwen2.5-0.5B-Instruct", registered if missing: the root of every lineage that starts from that model,
-    shared by all experiments. Under several processes only the main one registers it; every one gets the name."""
+def base_run_name(model: str) -> str:
+    """The name of the "base" run of `model`. Example: "Qwen/Qwen2.5-0.5B-Instruct" -> "base-Qwen-Qwen2.5-0.5B-Instruct" """
     import re
 
+    return "base-" + re.sub(r"[^A-Za-z0-9_.-]+", "-", str(model)).strip("-.")
+
+
+def base_run(registry: Registry, model: str) -> str:
+    """The base run of `model` (`base_run_name`), registered if missing: the root of every lineage that starts from
+    that model, shared by all experiments. Under several processes only the main one registers it; every one gets
+    the name."""
     from nbkit import dist
 
-    name = "base-" + re.sub(r"[^A-Za-z0-9_.-]+", "-", str(model)).strip("-.")
+    name = base_run_name(model)
     if dist.is_main() and not registry.exists(name):
         try:
             with registry.create(name, kind="base", config={"model": model}, tracking="off"):

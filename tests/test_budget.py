@@ -227,8 +227,10 @@ def test_claims_agree_on_a_table_shaped_like_the_paper():
     scores = _scores(AGREEING)
     c = claim_sft_wins_small(AGREEING, scores)
     # SFT only 18/60 right vs the best split with pairs (f = 0.125) 12/60: paired difference +6/60 = +0.1, and
-    # every per-problem difference is 0 or +1, so the bootstrap interval stays above 0
+    # every per-problem difference is 0 or +1, so the bootstrap interval stays above 0, and McNemar's exact test on
+    # the 6 discordant problems, all one way, gives p = 2 / 2^6 = 0.031
     assert c.verdict == "AGREES" and c.effect == pytest.approx(0.1) and c.n == 60 and c.lo > 0
+    assert c.p == pytest.approx(2 / 2**6) and "p=0.0312" in str(c)
     assert "at B = 32, SFT only (acc 0.30) minus the best split with pairs (f = 0.125, acc 0.20)" in str(c)
     worst = claim_dpo_from_base_worst(AGREEING, scores)
     assert [w.verdict for w in worst] == ["AGREES", "AGREES"]
@@ -242,6 +244,15 @@ def test_claims_with_too_few_problems_are_inconclusive():
     scores = _scores(AGREEING, n=10)  # SFT only 3/10 vs 2/10: one problem apart
     c = claim_sft_wins_small(AGREEING, scores)
     assert c.verdict == "INCONCLUSIVE" and c.n_needed > 10 and "would decide" in str(c)
+
+
+def test_claims_need_the_exact_test_as_well_as_the_interval():
+    close = AGREEING.copy()
+    close.loc[2, "accuracy"] = 16 / 60  # SFT only 16/60 vs 12/60: 4 problems apart, all one way
+    c = claim_sft_wins_small(close, _scores(close))
+    assert c.lo > 0 and c.p == pytest.approx(0.125)  # the interval alone would have said AGREES
+    assert c.verdict == "INCONCLUSIVE" and "p >= 0.05" in str(c)
+    assert c.n_needed == 83  # 83 * 4 / 60 = 5.53 discordant problems, rounded to the 6 that give p = 0.031
 
 
 def test_claims_depart_plainly():

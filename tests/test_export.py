@@ -168,3 +168,53 @@ def test_an_imported_star_loop_resumes_with_no_recomputation_and_serves(tmp_path
     assert last in entries
     model, _ = models.load(entries[last], dtype="float32")
     assert models.describe(model)["params"] > 3e6
+
+
+def _runs_on_disk(reg) -> dict:
+    """Every file of every registered run (and of .pending/), with its modification time."""
+    return {
+        p.relative_to(reg.root).as_posix(): p.stat().st_mtime_ns
+        for p in sorted(reg.root.rglob("*"))
+        if p.is_file() and (p.relative_to(reg.root).parts[0] in set(reg.names()) | {".pending"})
+    }
+
+
+NOTEBOOK_IDS = ["00", "01", "02", "03"]
+
+
+@pytest.mark.parametrize(
+    "notebook", [n if n == "01" else pytest.param(n, marks=pytest.mark.slow) for n in NOTEBOOK_IDS]
+)
+def test_a_notebook_exported_with_notebook_runs_trains_nothing_after_import(notebook, tmp_path):
+    """The slow laptop's path (docs/workshop.md): the instructor runs a notebook and exports its runs with
+    `--notebook`; an attendee imports them into an empty registry and the notebook runs through, reusing every run:
+    no run is created, none is rewritten, no checkpoint is written."""
+    from nbkit.workshop.archive import notebook_runs
+    from nbkit.workshop.report import execute, notebook_paths
+
+    (path,) = notebook_paths(only=[notebook])
+    env = {"NBKIT_WANDB": "off", "NBKIT_SOLUTIONS": "1"}
+    teacher, student = Registry(tmp_path / "teacher"), Registry(tmp_path / "student")
+    execute(path, "smoke", None, timeout=600, extra_env={**env, "NBKIT_RUNS": str(teacher.root)})
+    proc = nbkit(
+        "runs",
+        "export",
+        "--notebook",
+        notebook,
+        "--profile",
+        "smoke",
+        "-o",
+        tmp_path / "nb.tar",
+        "--runs",
+        teacher.root,
+    )
+    assert proc.returncode == 0, proc.stderr
+    (pattern,) = notebook_runs(notebook, "smoke")
+    import_runs(student, tmp_path / "nb.tar")
+    assert student.names() == teacher.names()  # every run the notebook made came along, and its ancestors
+    assert any(name.startswith(pattern.rstrip("*")) for name in student.names())
+    before = _runs_on_disk(student)
+
+    execute(path, "smoke", None, timeout=600, extra_env={**env, "NBKIT_RUNS": str(student.root)})
+    assert student.names() == teacher.names()
+    assert _runs_on_disk(student) == before

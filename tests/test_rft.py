@@ -23,6 +23,7 @@ from nbkit.experiments.rft.result import (
     claim_rl_raises_reward,
     claim_warmstart_helps,
     claim_zero_std_zero_gradient,
+    start_and_end,
 )
 from nbkit.experiments.rft.rewards import (
     RewardError,
@@ -31,7 +32,6 @@ from nbkit.experiments.rft.rewards import (
     group_advantages,
     group_reward_stats,
     group_std,
-    policy_gradient_loss,
 )
 from nbkit.experiments.rft.trainer import make_trainer, take_groups
 from nbkit.runs import Registry, RunError
@@ -84,15 +84,6 @@ def test_group_advantages_match_trl_formula():
     assert torch.allclose(group_advantages(rewards).view(-1), trl_adv, atol=1e-6)
 
 
-def test_policy_gradient_loss_by_hand():
-    logps = torch.tensor([[-1.0, -2.0], [-3.0, 0.0]])
-    mask = torch.tensor([[1.0, 1.0], [1.0, 0.0]])
-    adv = torch.tensor([1.0, -1.0])
-    # -(1*(-1-2) + (-1)*(-3)) / 3 tokens = -(-3 + 3) / 3 = 0 ; with adv [2, 1]: -(2*-3 + 1*-3)/3 = 3
-    assert policy_gradient_loss(logps, mask, adv).item() == 0.0
-    assert policy_gradient_loss(logps, mask, torch.tensor([2.0, 1.0])).item() == pytest.approx(3.0)
-
-
 def _probes(steps, means, stds, questions=None):
     """A probes frame as run_tables gives it: one row per probe step, per-prompt lists in the cells."""
     import pandas as pd
@@ -110,7 +101,10 @@ def _probes(steps, means, stds, questions=None):
 
 def test_claim_verdicts_by_hand():
     assert claim_zero_std_zero_gradient([0, 0.5], [0.0, 3.1]).startswith("AGREES (exact")
-    assert claim_zero_std_zero_gradient([0, 0.5], [1e-9, 3.1]).startswith("DEPARTS")
+    leak = claim_zero_std_zero_gradient([0, 0, 0.5], [0.0, 3.1e-3, 3.1])
+    assert leak.startswith("DEPARTS") and "1 zero-std prompts leak gradient, largest at 0.001 x" in leak
+    assert claim_zero_std_zero_gradient([0, 0.5], [1e-30, 3.1]).startswith("DEPARTS")  # exact: no tolerance
+    assert claim_zero_std_zero_gradient([0, 0.5], [0.0, 0.0]).startswith("DEPARTS")  # spread without gradient
     assert claim_zero_std_zero_gradient([0.5], [3.1]).startswith("NOT CHECKED")
     # 20 prompts with spread each gain 0.5, 20 all-wrong prompts gain 0 -> effect +0.5, interval [0.5, 0.5]
     c = claim_low_std_slow_growth([0] * 20 + [0.5] * 20, [0] * 20 + [0.5] * 20, [0] * 20 + [1] * 20)
@@ -134,6 +128,43 @@ def test_rl_and_warmstart_claims_on_probe_tables():
     assert zero.verdict == "AGREES" and zero.effect == pytest.approx((28 - 8) / 32)
     assert gain.verdict == "AGREES" and gain.effect == pytest.approx(0.1875)
     assert end.effect == pytest.approx((24 * 0.75 - 4 * 0.5) / 32)
+    assert gain.p == pytest.approx(2 / 2**24)  # 24 prompts gained, none lost: the sign-flip (binomial) test
+
+
+def test_warmstart_pairs_only_the_same_questions_in_the_same_order():
+    warm = _probes([0, 10], [[0.5] * 4, [0.75] * 4], [[0.5] * 4] * 2, questions=["a", "b", "c", "d"])
+    alone = _probes([0, 10], [[0.0] * 4] * 2, [[0.0] * 4] * 2, questions=["a", "b", "d", "c"])
+    (line,) = claim_warmstart_helps(alone, warm)
+    assert line.startswith("NOT CHECKED: the two arms probed different prompts (2 of 4 positions differ)")
+    (line,) = claim_warmstart_helps(alone.drop(columns="probe/questions"), warm)
+    assert line.startswith("NOT CHECKED: the probes did not record their questions")
+    same = _probes([0, 10], [[0.0] * 4] * 2, [[0.0] * 4] * 2, questions=["a", "b", "c", "d"])
+    assert [c.effect for c in claim_warmstart_helps(same, warm)] == [1.0, 0.25, 0.75]
+    moved = warm.copy()
+    moved.at[10, "probe/questions"] = ["d", "c", "b", "a"]  # the last probe asked other questions
+    with pytest.raises(ValueError, match="first and last probes of this run asked different questions"):
+        claim_warmstart_helps(same, moved)
+
+
+def test_low_std_slow_growth_resamples_each_prompt_whole():
+    # three arms probe the same 16 prompts and behave alike: 8 start with spread and gain, 8 start all wrong
+    import numpy as np
+
+    gains = np.random.default_rng(0).normal(0.2, 0.2, 16)
+    start = [0.5] * 8 + [0.0] * 8
+    arms = [_probes([0, 5], [start, list(np.add(start, gains))], [start, start]) for _ in range(3)]
+    means, stds, ends, prompts = start_and_end(arms)
+    assert len(prompts) == 48 and len(set(prompts)) == 16 and prompts[:2] == ["0 + 1", "1 + 1"]
+    by_prompt = claim_low_std_slow_growth(means, stds, ends, prompts)
+    by_row = claim_low_std_slow_growth(means, stds, ends)  # the old way: 48 independent prompts
+    assert by_prompt.effect == pytest.approx(by_row.effect) and (by_prompt.n, by_row.n) == (16, 48)
+    assert "rows of 16 prompts" in by_prompt.claim
+    # one prompt counted three times is no more evidence than once: the interval is about sqrt(3) wider
+    assert (by_prompt.hi - by_prompt.lo) / (by_row.hi - by_row.lo) == pytest.approx(3**0.5, rel=0.2)
+    unnamed = [a.drop(columns="probe/questions") for a in arms]
+    assert start_and_end(unnamed)[3][:2] == ["probe 0", "probe 1"]  # keyed by probe order
+    with pytest.raises(ValueError, match=r"probed \[2, 16\] prompts"):
+        start_and_end([*unnamed, _probes([0], [[0.0, 0.5]], [[0.0, 0.5]]).drop(columns="probe/questions")])
 
 
 def test_signal_table_sorts_by_starting_std_and_plots(tmp_path):
@@ -169,26 +200,45 @@ def test_signal_table_sorts_by_starting_std_and_plots(tmp_path):
 # --------------------------------------------------------------------------------- the zero-gradient invariant
 
 
-@settings(max_examples=60, deadline=None)
+@pytest.fixture(scope="module")
+def tiny_trainer():
+    """An RftTrainer on a tiny model of its own (never trained): the gradient norms go through its TRL loss."""
+    from nbkit.models import load
+
+    model, tok = load("tiny", dtype="float32")
+    task = Arithmetic(digits=(1,))
+    return make_trainer(model, tok, _small_cfg(), [task.rl_record(e) for e in task.train(12)], [hash_reward])
+
+
+def _prompt(tok):
+    return tok("What is 2 + 2?", add_special_tokens=False)["input_ids"]
+
+
+@settings(max_examples=40, deadline=None)
 @given(
-    value=st.floats(min_value=-1e6, max_value=1e6, allow_nan=False, width=32),
-    k=st.integers(min_value=2, max_value=16),
-    seed=st.integers(min_value=0, max_value=10_000),
+    value=st.floats(min_value=-1e3, max_value=1e3, allow_nan=False, width=32),
+    k=st.integers(min_value=2, max_value=12),
+    spread=st.booleans(),
     scale=st.sampled_from(["group", "batch", "none"]),
 )
-def test_equal_rewards_give_exactly_zero_gradient(value, k, seed, scale):
-    """A prompt whose k rewards are equal: advantages exactly 0, so the policy-gradient objective's gradient with
-    respect to every parameter is exactly 0 (not just small), whatever the policy and the completions."""
-    torch.manual_seed(seed)
-    policy = torch.nn.Linear(6, 11)  # a toy "LM head": features -> logits over 11 tokens
-    feats, tokens = torch.randn(k, 5, 6), torch.randint(0, 11, (k, 5))
-    mask = (torch.rand(k, 5) > 0.3).float()
-    rewards = torch.full((1, k), value)
-    adv = group_advantages(rewards, scale=scale)[0]
-    assert torch.equal(adv, torch.zeros(k))
-    logps = policy(feats).log_softmax(-1).gather(2, tokens[..., None]).squeeze(-1)
-    policy_gradient_loss(logps, mask, adv).backward()
-    assert all(torch.equal(p.grad, torch.zeros_like(p)) for p in policy.parameters())
+def test_trl_advantages_are_group_advantages(tiny_trainer, value, k, spread, scale):
+    """TRL's own scoring of one group (`group_inputs`) gives group_advantages bit for bit, equal rewards included:
+    neither forces a zero, so what nbkit teaches is what TRL trains on."""
+    rewards = [value + (i % 2 if spread else 0) for i in range(k)]
+    comps = [[19 + i, 20] for i in range(k)]
+    trl_adv = tiny_trainer.group_inputs(_prompt(tiny_trainer.processing_class), comps, rewards, scale)[
+        "advantages"
+    ]
+    assert torch.equal(trl_adv, group_advantages(torch.tensor([rewards]), scale=scale)[0])
+
+
+def test_equal_non_binary_rewards_leak_in_trl():
+    """Measured: TRL 1.16 divides the rounding of the mean by 1e-4, so equal rewards need not give 0 advantages.
+    0/1 rewards (every nbkit task) are exact; 0.7 eight times is not, though its std is reported as 0."""
+    assert torch.equal(group_advantages(torch.ones(1, 8)), torch.zeros(1, 8))
+    leak = group_advantages(torch.full((1, 8), 0.7))
+    assert leak[0].tolist() == pytest.approx([5.9567e-4] * 8, rel=1e-3)
+    assert group_std(torch.full((1, 8), 0.7)).tolist() == [0.0]  # nbkit's reported std: exactly 0
 
 
 @settings(max_examples=40, deadline=None)
@@ -202,14 +252,51 @@ def test_rewards_with_spread_give_normalized_nonzero_advantages(rewards):
     assert a.std().item() == pytest.approx(1.0, abs=1e-3)  # unit std within the group (up to eps)
 
 
-def test_prompt_gradient_norm_on_tiny_model(tiny):
-    model, tok = tiny
-    prompt = tok("What is 2 + 2?", add_special_tokens=False)["input_ids"]
+def test_prompt_gradient_norm_through_trl_loss(tiny_trainer):
+    """One backward through TRL's compute_loss per group: equal 0/1 rewards give exactly 0, spread a norm that
+    "group" scaling multiplies by exactly 1 / (std + 1e-4) (the loss is linear in the advantages)."""
+    model, prompt = tiny_trainer.model, _prompt(tiny_trainer.processing_class)
     comps = [[19, 20, 21], [22, 23], [24, 25, 26, 27]]
-    assert prompt_gradient_norm(model, prompt, comps, [1.0, 1.0, 1.0]) == 0.0
-    assert prompt_gradient_norm(model, prompt, comps, [0.0, 0.0, 0.0]) == 0.0
-    assert prompt_gradient_norm(model, prompt, comps, [1.0, 0.0, 0.0]) > 0.0
+    assert prompt_gradient_norm(tiny_trainer, prompt, comps, [1.0, 1.0, 1.0]) == 0.0
+    assert prompt_gradient_norm(tiny_trainer, prompt, comps, [0.0, 0.0, 0.0], scale="none") == 0.0
+    group = prompt_gradient_norm(tiny_trainer, prompt, comps, [1.0, 0.0, 0.0])
+    none = prompt_gradient_norm(tiny_trainer, prompt, comps, [1.0, 0.0, 0.0], scale="none")
+    assert none > 0.0 and group / none == pytest.approx(1 / (math.sqrt(1 / 3) + 1e-4), rel=1e-4)
     assert all(p.grad is None for p in model.parameters())  # measuring leaves no gradient behind
+    assert not any(tiny_trainer._metrics[m] for m in ("train", "eval"))  # nor anything in TRL's logs
+
+
+def test_zero_std_claim_departs_when_gradient_leaks(tiny, tiny_trainer):
+    """The claim can fail: a zero-std group whose TRL loss has a gradient makes it DEPART. Two real leaks: TRL's
+    advantages for eight equal rewards of 0.7, and TRL's entropy bonus (a loss term outside the advantages)."""
+    from datasets import Dataset
+    from trl import GRPOConfig
+
+    from nbkit.experiments.rft.trainer import RftTrainer
+    from nbkit.train import trainer_config
+
+    prompt, comps = _prompt(tiny[1]), [[19 + i, 20 + i] for i in range(8)]
+    spread = [1.0, 0.0] * 4
+    stds = group_reward_stats([[1.0] * 8, [0.7] * 8, spread])["std"]
+    assert stds[:2] == [0.0, 0.0] and stds[2] > 0
+    norms = [prompt_gradient_norm(tiny_trainer, prompt, comps, r) for r in ([1.0] * 8, [0.7] * 8, spread)]
+    assert norms[0] == 0.0 and 0.0 < norms[1] < 1e-2 * norms[2]
+    assert claim_zero_std_zero_gradient(stds[::2], norms[::2]).startswith("AGREES")
+    assert claim_zero_std_zero_gradient(stds, norms).startswith("DEPARTS")
+
+    args = trainer_config(
+        GRPOConfig, max_steps=1, per_device_train_batch_size=4, num_generations=4, entropy_coef=0.1
+    )
+    task = Arithmetic(digits=(1,))
+    bonus = RftTrainer(
+        model=tiny[0],
+        reward_funcs=[hash_reward],
+        args=args,
+        train_dataset=Dataset.from_list([task.rl_record(e) for e in task.train(4)]),
+        processing_class=tiny[1],
+    )
+    norm = prompt_gradient_norm(bonus, prompt, comps, [0.0] * 8)
+    assert norm > 0.0 and claim_zero_std_zero_gradient([0.0, stds[2]], [norm, norms[2]]).startswith("DEPARTS")
 
 
 # ------------------------------------------------------------------------------------------ reward validation
@@ -470,7 +557,11 @@ def test_probe_and_gradient_norms(tiny):
     assert len(p.rewards) == 3 and all(len(r) == 3 for r in p.rewards)
     again = probe(model, tok, task, exs, k=3, max_new_tokens=4, reward=hash_reward, progress=False)
     assert again.texts == p.texts  # seeded
-    norms = prompt_gradient_norms(model, p, progress=False)
+    trainer = make_trainer(
+        model, tok, _small_cfg(), [task.rl_record(e) for e in task.train(12)], [hash_reward]
+    )
+    norms = prompt_gradient_norms(trainer, p, progress=False)
+    assert len(norms) == 3 and {s == 0 for s in p.stats["std"]} == {True, False}  # both kinds measured
     for std, norm in zip(p.stats["std"], norms):
         assert (norm == 0.0) == (std == 0.0)
     with pytest.raises(ValueError, match="k >= 2"):

@@ -343,6 +343,51 @@ def test_no_rationalization_and_restart_off(fake, no_training, registry, stages)
     assert registry.get("smoke-norat-iter2").parent == "smoke-norat-iter1"  # continues from the latest
 
 
+def _kept_arm(root, cfg, name, direct=(), rationalized=(), replay=0, outside=0):
+    """A finished one-iteration StarResult whose iteration 1 trained on these train problems (by index)."""
+    from nbkit.experiments.star.result import StarResult
+
+    task = build_task(cfg)
+    problems = train_problems(cfg, task, sum(seed_examples(cfg, task), []))
+    rows = [dict(task.sft_record(problems[i], "work"), source="direct") for i in direct]
+    rows += [dict(task.sft_record(problems[i], "work"), source="rationalized") for i in rationalized]
+    rows += [dict(task.sft_record(problems[0], "seed"), source="primer")] * replay
+    rows += [dict(task.sft_record(Arithmetic((4,)).train(1)[0], "?"), source="direct")] * outside
+    for run in (f"{name}-iter0", f"{name}-iter1"):  # a held-out evaluation for the other claims
+        (root / run).mkdir()
+        rows_eval = [json.dumps({"correct": 1, "difficulty": d}) + "\n" for d in (1, 2, 3)]
+        (root / run / "eval.jsonl").write_text("".join(rows_eval))
+    (root / f"{name}-iter1" / "rationales.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    summary = {"iteration": 1, "tried": len(problems), "kept": len(rows) - replay}
+    runs = [f"{name}-iter0", f"{name}-iter1"]
+    return StarResult(cfg, [{"iteration": 0}, summary], runs, "", registry_root=str(root))
+
+
+def test_rationalization_claim_pairs_train_problems_by_prompt_without_assuming_nesting(tmp_path):
+    cfg = smoke(problems_per_iteration=24)
+    task = build_task(cfg)
+    keys = {json.dumps(task.chat(ex)) for ex in train_problems(cfg, task, sum(seed_examples(cfg, task), []))}
+    assert len(keys) == 24  # 24 distinct problems
+    # with rationalization: 8 direct + 4 rationalized (and 3 replayed primer rows, not train problems); without:
+    # 6 direct, 2 of which (12, 13) the other arm did not keep. Per problem: 8 kept only with (4-11), 2 only
+    # without, 4 by both. Counts alone (12 vs 6, "nested") would give 6 discordant pairs one way: p = 0.031.
+    with_ = _kept_arm(tmp_path, cfg, "with", direct=range(8), rationalized=range(8, 12), replay=3)
+    without = _kept_arm(tmp_path, cfg, "without", direct=[0, 1, 2, 3, 12, 13])
+    c = with_.claim_rationalization_uses_more(without)
+    assert c.effect == pytest.approx((12 - 6) / 24) and c.n == 24
+    assert c.p == pytest.approx(2 * (1 + 10 + 45) / 1024)  # 8 vs 2 discordant: P(<= 2 of 10) doubled = 0.109
+    assert c.verdict == "INCONCLUSIVE" and "p=0.109" in str(c)
+    assert str(with_.claims(without)[1]).startswith("INCONCLUSIVE: share of the train set kept in iteration")
+    # arms that went over other train problems, or kept a problem outside the train set, are not paired
+    other = _kept_arm(tmp_path, smoke(problems_per_iteration=24, seed=7), "other", direct=range(6))
+    with pytest.raises(ValueError, match="the two arms went over different train problems"):
+        with_.claim_rationalization_uses_more(other)
+    assert with_.claims(other)[1].startswith("NOT CHECKED: rationalization keeps more of the train set")
+    stray = _kept_arm(tmp_path, cfg, "stray", direct=range(6), outside=1)
+    with pytest.raises(ValueError, match="stray-iter1 kept 1 problems not in the train set"):
+        with_.claim_rationalization_uses_more(stray)
+
+
 def test_progress_decides_the_stage_lines_and_reaches_the_stages(fake, no_training, registry, stages, capsys):
     star.run(smoke(iterations=1, name="quiet"), registry, progress=False, **stages)
     assert capsys.readouterr().out == "" and {c["progress"] for c in fake.calls} == {False}

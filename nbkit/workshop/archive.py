@@ -9,7 +9,9 @@ The archive is a plain tar (checkpoints are safetensors, which do not compress):
     runs/<name>/...             each run's folder as it is in the registry (wandb files are not carried)
 
 - Export carries the lineage: every ancestor comes along unless `parents=False` (`--no-parents`). Names may be
-  shell patterns: `nbkit runs export 'cpu-star-*' -o star.tar` takes a whole STaR loop.
+  shell patterns: `nbkit runs export 'cpu-star-*' -o star.tar` takes a whole STaR loop and its ablation arms.
+- `nbkit runs export --notebook 01 [--profile cpu] -o star.tar` takes every run notebook 01 registers in that
+  profile (`notebook_runs`), so that a notebook run on the imported registry trains nothing.
 - Import verifies every checksum before anything is registered, writes each run under .pending/ and renames it in,
   parents first. A name that exists already is refused, unless it is the same run (same kind and creation time:
   skipped) or `rename=True`, which picks `NAME-imported` (then -2, -3...) and rewrites the children's parent.
@@ -41,6 +43,30 @@ def _sha256(stream, chunk: int = 1 << 20) -> str:
     while block := stream.read(chunk):
         h.update(block)
     return h.hexdigest()
+
+
+def notebook_runs(notebook: str, profile: str = "cpu") -> list[str]:
+    """The names (shell patterns) of every run notebook `notebook` ("01", or "01_star") registers in `profile`,
+    from the experiment configs the notebooks build; their ancestors (base-<model>, the primer) come with them.
+
+    Example: notebook_runs("01") -> ["cpu-star-*"] (the loop and its ablation arms, e.g. cpu-star-norat-iter1);
+    notebook_runs("03", "smoke") -> ["smoke-budget-2fcfcb-*"] (the sweep the profile's config names).
+    """
+    from nbkit.experiments.budget import BudgetConfig
+    from nbkit.experiments.rft import RftConfig
+    from nbkit.experiments.star import StarConfig
+    from nbkit.runs import run_name
+
+    patterns = {
+        "00": lambda: [run_name(profile, "tour", "eval")],
+        "01": lambda: [StarConfig.for_profile(profile).run_name("*")],  # arms are named star-<arm>
+        "02": lambda: [run_name(profile, RftConfig.for_profile(profile).name, "*")],  # arms: rft-<arm>
+        "03": lambda: [BudgetConfig.for_profile(profile).run_name("*")],
+    }
+    key = str(notebook)[:2]
+    if key not in patterns:
+        raise RunError(f"no notebook {notebook!r}: choose one of {', '.join(patterns)}")
+    return patterns[key]()
 
 
 def with_parents(reg: Registry, names: list[str], parents: bool = True) -> list[str]:

@@ -11,10 +11,15 @@ A slow or busy machine must not fail the report: the cpu and gpu profiles have n
 nbclient's 3600 s while another job shared the two cores), smoke keeps one so that CI catches a hang. While a
 notebook runs, a line every minute says which one, for how long, and which cell. Exercises run with their reference
 solutions (NBKIT_SOLUTIONS=1 unless set), and the live training view draws only its final figure (NBKIT_HEADLESS=1).
+
+Each notebook's last cell records what it measured (nbkit/workshop/summary.py) into a part file; `run_all` merges the
+parts with each notebook's minutes, the load average at the start and the end, and versions into
+reports/<profile>/summary.json.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import tempfile
@@ -140,33 +145,50 @@ def _minutes(seconds: float) -> str:
     return f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.0f} s"
 
 
-def run_all(profile: str = "cpu", out: str | Path = "reports", only: list[str] | None = None) -> int:
+def run_all(
+    profile: str = "cpu", out: str | Path = "reports", only: list[str] | None = None, folder: Path = NOTEBOOKS
+) -> int:
+    """Run the notebooks of `folder` in order into `out`/<profile>/, then write summary.json there (see
+    nbkit/workshop/summary.py). Returns 1 if a notebook failed."""
+    from nbkit.workshop import summary
+
     out_dir = Path(out) / profile
-    failures = 0
-    paths = notebook_paths(only=only)
+    failed = []
+    paths = notebook_paths(folder, only)
     if not paths:
-        print(f"no notebooks matched {only} in {NOTEBOOKS}", file=sys.stderr)
+        print(f"no notebooks matched {only} in {folder}", file=sys.stderr)
         return 1
     limit = CELL_TIMEOUT.get(profile)
     print(
         f"[{profile}] {len(paths)} notebooks; cell time limit: {f'{limit} s' if limit else 'none'}",
         flush=True,
     )
+    load_start, minutes = os.getloadavg(), {}
+    parts = tempfile.TemporaryDirectory(prefix="nbkit-summary-")
     total = time.perf_counter()
     for i, path in enumerate(paths, 1):
         print(f"[{profile}] running {path.name} ({i}/{len(paths)}) ...", flush=True)
         start = time.perf_counter()
         try:
-            written, secs = execute(path, profile, out_dir, heartbeat=60)
+            written, secs = execute(
+                path, profile, out_dir, heartbeat=60, extra_env={summary.PART_DIR_ENV: parts.name}
+            )
             print(f"[{profile}] {path.name}: ok in {_minutes(secs)} -> {written} (+ .html)", flush=True)
         except Exception as e:  # noqa: BLE001 - report and go on to the next notebook
-            failures += 1
+            failed.append(path.name[:2])
             took = _minutes(time.perf_counter() - start)
             print(
                 f"[{profile}] {path.name}: FAILED after {took} ({type(e).__name__})\n{e}",
                 file=sys.stderr,
                 flush=True,
             )
+        minutes[path.name[:2]] = (time.perf_counter() - start) / 60
     took = _minutes(time.perf_counter() - total)
-    print(f"{len(paths) - failures}/{len(paths)} notebooks ran in {took}; reports in {out_dir}/")
-    return 1 if failures else 0
+    merged = summary.merge(Path(parts.name), minutes, profile, load_start, os.getloadavg(), failed)
+    parts.cleanup()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "summary.json").write_text(json.dumps(merged, indent=1))
+    print(
+        f"{len(paths) - len(failed)}/{len(paths)} notebooks ran in {took}; reports and summary.json in {out_dir}/"
+    )
+    return 1 if failed else 0

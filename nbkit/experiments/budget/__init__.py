@@ -9,7 +9,7 @@ from the base model has a "cold start" on maths that a small SFT share (< 10% of
     run.py      run(cfg, registry) -> BudgetResult: per cell SFT -> DPO -> greedy evaluation, each a registry run
                 (base -> SFT -> DPO lineage, reused by name); stages draw_pairs, train_sft, train_dpo, evaluate
     result.py   BudgetResult: frame() (one row per cell), plot_heatmap/plot_lines/plot_cold_start, cold_start,
-                side_by_side, claims() (paired bootstrap intervals, `nbkit.claims`), say()
+                side_by_side, claims() (paired intervals and exact tests, `nbkit.claims`), say()
 
 Simplifications against the paper (7-8B models, budgets of 100-20k examples, GPUs): a 135M model, budgets of tens
 to hundreds of examples, two-digit addition answered directly (GSM8K-format in the gpu profile); the rejected
@@ -28,7 +28,7 @@ Run it:
 
 from nbkit.experiments.budget.config import PROFILES, BudgetConfig, BudgetError, plan_grid, split_budget
 from nbkit.experiments.budget.result import BudgetResult
-from nbkit.experiments.budget.run import ensure_pairs, plan, run
+from nbkit.experiments.budget.run import dry_run, ensure_pairs, plan, run
 
 Config = BudgetConfig  # what `nbkit budget` parses
 
@@ -38,6 +38,7 @@ __all__ = [
     "BudgetResult",
     "Config",
     "PROFILES",
+    "dry_run",
     "ensure_pairs",
     "plan",
     "plan_grid",

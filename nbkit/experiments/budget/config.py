@@ -50,7 +50,9 @@ class BudgetConfig(ExperimentConfig):
     beta: float = opt(0.1, "DPO beta (the paper's and TRL's default)")
     dpo_lora: bool = opt(False, "DPO with a LoRA adapter (reference = adapter off) instead of a full copy")
     batch_size: int = opt(8, "training batch size (per device)")
-    eval_n: int = opt(64, "test problems per evaluation (greedy)")
+    eval_n: int = opt(
+        384, "test problems per evaluation (greedy); 384 decide the smallest budget's claim in notebook 03"
+    )
     eval_batch_size: int = opt(64, "prompts per generation batch")
     max_length: int = opt(256, "training sequence length cap (tokens)")
     seed: int = opt(0, "seed for the pools, the sampling and the training")

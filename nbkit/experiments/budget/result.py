@@ -1,7 +1,8 @@
 """What a budget sweep found: `BudgetResult`, its table, plots, the cold start and the paper's claims.
 
 The claims compare two cells on the same held-out problems: a paired difference of per-problem 0/1 correctness with
-a bootstrap 95% interval (`nbkit.claims`), AGREES / DEPARTS only when the interval excludes 0.
+a bootstrap 95% interval and McNemar's exact test (`nbkit.claims.paired`), AGREES / DEPARTS only when the interval
+excludes 0 and p < 0.05.
 
 Every figure and claim of a sweep is a method of `BudgetResult` (`result.plot_heatmap()`, `result.claims()`); the
 module's functions behind them take the results table (and per-problem scores), so they can be checked on a table

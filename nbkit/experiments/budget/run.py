@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -159,6 +160,47 @@ def plan(cfg: BudgetConfig, registry=None, **stages) -> Plan:
     task = build_task(cfg)
     reg = registry if registry is not None else Registry()
     return Plan(cfg, reg, cells, task, *make_pools(task, cfg), run_names(cfg, cells[0]), **stages)
+
+
+def dry_run(cfg: BudgetConfig, registry=None) -> str:
+    """What `run(cfg, registry)` would do, without a model: the pools it draws (`plan`), every run it would register
+    with its optimizer steps, and which of them the registry holds already (`nbkit budget --dry-run`). Data that
+    cannot be read here (a hub dataset, offline) is said in one line; the runs and steps do not depend on it."""
+    from nbkit.errors import ConfigError
+    from nbkit.experiments import by_difficulty, n_steps, plan_text
+    from nbkit.runs import Registry, base_run_name
+
+    reg, cells = registry if registry is not None else Registry(), cfg.cells()
+    data = [
+        f"model: {cfg.model} (not loaded); task: {cfg.task} "
+        + (f"digits {cfg.digits}" if cfg.task == "arithmetic" else f"from {cfg.source}")
+    ]
+    try:
+        p = plan(cfg, reg)
+        data += [
+            f"SFT pool: {by_difficulty(p.sft_pool)}",
+            f"preference prompts: {by_difficulty(p.pref_prompts)}",
+            f"test problems: {by_difficulty(p.test)}",
+        ]
+    except ConfigError as e:
+        data.append(f"data not drawn: {e}")
+    pairs = cfg.pairs or f"the base model's wrong answers, {cfg.rejected_k} samples per prompt"
+    names = run_names(cfg, cells[0])
+    runs = [
+        (base_run_name(cfg.model), "base", f"{cfg.model} as it is", 0),
+        (names["pairs"], "pairs", f"preference pairs: {pairs}", 0),
+        (names["base"], "base", f"{cfg.model} evaluated on {cfg.eval_n} problems", 0),
+    ]
+    for cell in cells:
+        names = run_names(cfg, cell)
+        if cell.n_sft and names["sft"] not in [r[0] for r in runs]:
+            steps = max(1, math.ceil(cell.n_sft * cfg.sft_epochs / cfg.batch_size))
+            runs.append((names["sft"], "sft", f"SFT on {cell.n_sft} examples, {n_steps(steps)}", steps))
+        if cell.n_pairs and names["dpo"] not in [r[0] for r in runs]:
+            steps = max(1, math.ceil(cell.n_pairs * cfg.dpo_epochs / cfg.batch_size))
+            runs.append((names["dpo"], "dpo", f"DPO on {cell.n_pairs} pairs, {n_steps(steps)}", steps))
+    data.append(f"{len(cells)} cells: budgets {cfg.budgets} x SFT shares {cfg.fractions}")
+    return plan_text(data, runs, reg)
 
 
 # ----------------------------------------------------------------------------- registry steps: reuse, or build

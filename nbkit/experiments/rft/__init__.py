@@ -35,7 +35,7 @@ from nbkit.experiments.rft.result import (
     summary_table,
 )
 from nbkit.experiments.rft.rewards import group_advantages, zero_spread
-from nbkit.experiments.rft.run import run
+from nbkit.experiments.rft.run import dry_run, run
 
 Config = RftConfig  # the names `nbkit.experiments.command` uses: Config, PROFILES, run
 
@@ -46,6 +46,7 @@ __all__ = [
     "RftResult",
     "claim_low_std_slow_growth",
     "claim_warmstart_helps",
+    "dry_run",
     "group_advantages",
     "plot_reward_curves",
     "plot_signal_maps",

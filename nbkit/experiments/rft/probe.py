@@ -2,15 +2,17 @@
 
 - `probe(model, tok, task, examples, k)`: k samples per prompt (nbkit's batched sampler), scored with the task's
   reward. Used before training and at intervals during it (`ProbeCallback`).
-- `prompt_gradient_norms(model, probe)`: for each probed prompt, the norm of the gradient of the policy-gradient
-  objective with those advantages, to set against that prompt's reward std.
+- `prompt_gradient_norms(trainer, probe)`: for each probed prompt, the norm of the gradient of TRL's own GRPO loss
+  for that prompt's group (TRL scores the probe's k completions and rewards, `RftTrainer.group_inputs`, then
+  `trainer.compute_loss`, one backward per prompt), to set against that prompt's reward std. Nothing is forced to
+  zero on the way, so a zero-std prompt with a non-zero norm is a real leak (`result.claim_zero_std_zero_gradient`).
 
 Simplification relative to the paper: the paper bounds the gradient of the *expected* reward; we measure the
-gradient of the sampled GRPO objective (k samples, group-normalized advantages, DAPO token normalization, no KL), at
-the sampling policy, where the clipped surrogate's gradient equals the plain policy gradient.
+gradient of the sampled GRPO objective (k samples, TRL's advantages and loss: DAPO token normalization by default,
+no KL), at the sampling policy, where the clipped surrogate's gradient equals the plain policy gradient.
 
     p = probe(model, tok, task, task.test(16), k=8, max_new_tokens=8)
-    p.stats["frac_all_wrong"], prompt_gradient_norms(model, p)
+    p.stats["frac_all_wrong"], prompt_gradient_norms(trainer, p)   # trainer: an RftTrainer on `model`
 """
 
 from __future__ import annotations
@@ -19,15 +21,10 @@ import math
 import time
 from dataclasses import dataclass, field
 
-import torch
 from transformers import TrainerCallback
 
-from nbkit.experiments.rft.rewards import (
-    check_rewards,
-    group_advantages,
-    group_reward_stats,
-    policy_gradient_loss,
-)
+from nbkit.errors import NbkitError
+from nbkit.experiments.rft.rewards import check_rewards, group_reward_stats
 
 
 @dataclass
@@ -113,57 +110,53 @@ def probe(
 
 
 def prompt_gradient_norm(
-    model, prompt_ids: list[int], completion_ids: list[list[int]], rewards, scale: str = "group"
+    trainer, prompt_ids: list[int], completion_ids: list[list[int]], rewards, scale: str = "group"
 ) -> float:
-    """L2 norm of d(GRPO objective of one prompt's group)/d(trainable parameters).
+    """L2 norm of d(TRL's GRPO loss of one prompt's group)/d(trainable parameters), one backward.
 
-    prompt_ids: the prompt's tokens; completion_ids: k sampled completions (token lists); rewards: (k,).
+    trainer: an RftTrainer (its model, loss settings and reward weight); prompt_ids: the prompt's tokens;
+    completion_ids: k sampled completions (token lists); rewards: (k,); scale: TRL's scale_rewards for this group.
+    In eval mode (no dropout); the parameters' .grad and TRL's logs are left as they were.
     """
-    device = next(model.parameters()).device
-    adv = group_advantages(torch.tensor([rewards], dtype=torch.float32), scale=scale)[0].to(device)
-    width = max(1, max(len(c) for c in completion_ids))
-    pad = 0
-    ids = torch.full((len(completion_ids), len(prompt_ids) + width), pad, dtype=torch.long)
-    attn = torch.zeros_like(ids)
-    mask = torch.zeros(len(completion_ids), width)
-    for i, c in enumerate(completion_ids):
-        row = prompt_ids + c
-        ids[i, : len(row)] = torch.tensor(row)
-        attn[i, : len(row)] = 1
-        mask[i, : len(c)] = 1
-    ids, attn, mask = ids.to(device), attn.to(device), mask.to(device)
+    model = trainer.model
     params = [p for p in model.parameters() if p.requires_grad]
-    model.zero_grad(set_to_none=True)
-    logits = model(input_ids=ids, attention_mask=attn).logits[:, len(prompt_ids) - 1 : -1].float()
-    logps = logits.log_softmax(-1).gather(2, ids[:, len(prompt_ids) :, None]).squeeze(-1)
-    loss = policy_gradient_loss(logps, mask, adv)
-    grads = torch.autograd.grad(loss, params, allow_unused=True)
-    sq = sum(float(g.double().pow(2).sum()) for g in grads if g is not None)
-    return math.sqrt(sq)
+    saved = [p.grad for p in params]
+    was_training = model.training
+    model.eval()
+    try:
+        for p in params:
+            p.grad = None
+        with trainer.unlogged():
+            inputs = trainer.group_inputs(prompt_ids, completion_ids, rewards, scale)
+            with trainer.compute_loss_context_manager():
+                loss = trainer.compute_loss(model, inputs)
+        loss.backward()
+        return math.sqrt(sum(float(p.grad.double().pow(2).sum()) for p in params if p.grad is not None))
+    finally:
+        for p, g in zip(params, saved):
+            p.grad = g
+        model.train(was_training)
 
 
 def prompt_gradient_norms(
-    model, p: Probe, n: int | None = None, scale: str = "group", progress: bool = True
+    trainer, p: Probe, n: int | None = None, scale: str = "group", progress: bool = True
 ) -> list[float]:
-    """Per-prompt gradient norms for the first `n` prompts of a probe (all by default). (n_prompts,)."""
+    """Per-prompt gradient norms through TRL's loss for the first `n` prompts of a probe (all by default).
+    (n_prompts,)."""
     from tqdm.auto import tqdm
 
     n = len(p.rewards) if n is None else min(n, len(p.rewards))
-    was_training = model.training
-    model.eval()  # no dropout: the gradient of the objective itself
-    try:
-        return [
-            prompt_gradient_norm(model, p.prompt_ids[i], p.completion_ids[i], p.rewards[i], scale)
-            for i in tqdm(range(n), desc="grad norms", disable=not progress, leave=False)
-        ]
-    finally:
-        model.train(was_training)
+    return [
+        prompt_gradient_norm(trainer, p.prompt_ids[i], p.completion_ids[i], p.rewards[i], scale)
+        for i in tqdm(range(n), desc="grad norms", disable=not progress, leave=False)
+    ]
 
 
 class ProbeCallback(TrainerCallback):
     """Probes the policy on a fixed prompt set at the start of training and every `every` steps (and at the end),
     logging scalars and per-prompt lists to a registry run; at the start it can also measure per-prompt gradient
-    norms on the first `grad_prompts` prompts, under scale_rewards "group" and "none" (same samples, same policy)."""
+    norms through TRL's loss on the first `grad_prompts` prompts, under scale_rewards "group" and "none" (same
+    samples, same policy). `make_trainer` hands it its trainer (`self.trainer`) for that."""
 
     def __init__(
         self,
@@ -183,6 +176,7 @@ class ProbeCallback(TrainerCallback):
         self.scale = scale
         self.probe_kw = probe_kw
         self.history: list[tuple[int, Probe]] = []
+        self.trainer = None  # the RftTrainer whose loss the gradient norms go through (set by make_trainer)
         self.seconds = 0.0  # time spent probing and measuring gradients
 
     def _probe(self, model, step: int, grads: bool = False) -> None:
@@ -193,10 +187,14 @@ class ProbeCallback(TrainerCallback):
         row = p.log_row()
         if grads and self.grad_prompts:
             # the same samples under both advantage scalings (signal_map.plot_scaling); "batch" as "group"
+            if self.trainer is None:
+                raise NbkitError(
+                    "ProbeCallback measures gradients through its trainer: pass it to make_trainer"
+                )
             progress = self.probe_kw.get("progress", True)
             for scale in ("group", "none"):
                 row[f"probe/grad_norm_{scale}"] = prompt_gradient_norms(
-                    model, p, self.grad_prompts, scale, progress
+                    self.trainer, p, self.grad_prompts, scale, progress
                 )
             row["probe/grad_norm"] = row[f"probe/grad_norm_{'none' if self.scale == 'none' else 'group'}"]
             row["probe/grad_norm_std"] = p.stats["std"][: len(row["probe/grad_norm"])]

@@ -1,5 +1,6 @@
 """What an RFT run gives back: `RftResult` (the registry run of one arm, its tables, plots, claims and summary) and
-the paper's claims, each with a bootstrap 95% interval over probe prompts (`nbkit.claims`) where it is an estimate.
+the paper's claims, each with a bootstrap 95% interval over probe prompts (`nbkit.claims`) where it is an estimate,
+and, where paired, the sign-flip test's p (the verdict needs both). Arms are paired by the probes' questions.
 
     result = run(cfg, registry)
     train, probes, groups = result.tables()        # TRL's logs, the probes, GRPO's groups: one row per step
@@ -100,6 +101,8 @@ class RftResult:
         return claim_rl_raises_reward(self.probes, label or self.name)
 
     def claim_zero_std_zero_gradient(self, scale: str = "group") -> str:
+        """`claim_zero_std_zero_gradient` on the gradient norms measured through TRL's loss at step 0, under
+        scale_rewards `scale` ("group" or "none")."""
         table = self.scaling_table()
         return claim_zero_std_zero_gradient(table["std"], table[f"grad_{scale}"])
 
@@ -139,8 +142,15 @@ def run_tables(run):
 
 
 def claim_zero_std_zero_gradient(stds, grad_norms) -> str:
-    """Razin et al. / GRPO: prompts whose k rewards are all equal get exactly zero gradient; the others do not.
-    An identity checked on every measured prompt, not an estimate, so it needs no interval.
+    """Razin et al. / GRPO: prompts whose k rewards are all equal (std 0) get zero gradient; the others do not.
+
+    grad_norms: per-prompt norms of the gradient of TRL's own GRPO loss (`probe.prompt_gradient_norms`; nothing is
+    forced to zero on the way), so a change in TRL or nbkit that leaks gradient from zero-std groups makes this
+    DEPART. Tolerance: none, the norm must be 0.0. With every advantage exactly 0, each gradient entry is
+    0 * (finite) = 0 in any float format, so a non-zero norm means a non-zero advantage (TRL's rounding of the mean
+    of equal non-0/1 rewards: 0.7 eight times gives 6e-4) or a loss term outside the advantages (an entropy bonus).
+    The detail gives the leak's size against the smallest norm with spread. An identity checked on every measured
+    prompt, not an estimate, so it needs no interval.
 
     Example: stds [0, 0.5], grad_norms [0.0, 3.1] -> "AGREES (exact, on every prompt): ..."
     """
@@ -151,22 +161,44 @@ def claim_zero_std_zero_gradient(stds, grad_norms) -> str:
     detail = f"{len(zero)} zero-std prompts, largest gradient norm {max(zero):.3g}"
     if spread:
         detail += f"; {len(spread)} prompts with spread, smallest gradient norm {min(spread):.3g}"
-    ok = max(zero) == 0.0 and all(g > 0 for g in spread)
+    leaks = sum(g != 0.0 for g in zero)
+    if leaks:
+        detail += f"; {leaks} zero-std prompts leak gradient"
+        if spread and min(spread) > 0:
+            detail += f", largest at {max(zero) / min(spread):.2g} x the smallest with spread"
+    ok = not leaks and all(g > 0 for g in spread)
     return f"{'AGREES' if ok else 'DEPARTS'} (exact, on every prompt): {detail}"
+
+
+def probe_questions(probes) -> list[str]:
+    """The probe prompts' identity, in probe order: the questions the probes recorded ("probe/questions"), else
+    "probe 0", "probe 1", ... (a run that did not record them: the probe order). Raises when the first and the
+    last probe of the run asked different questions (they cannot be paired).
+
+    Example: a probes frame whose rows all have questions ["1 + 1", "2 + 1"] -> ["1 + 1", "2 + 1"]
+    """
+    probes = _probes(probes)
+    first, last = probes.iloc[0], probes.iloc[-1]
+    if "probe/questions" not in probes:
+        return [f"probe {i}" for i in range(len(first["probe/prompt_mean"]))]
+    if list(first["probe/questions"]) != list(last["probe/questions"]):
+        raise ValueError("the first and last probes of this run asked different questions; cannot pair them")
+    return list(first["probe/questions"])
 
 
 def _first_last(probes):
     """(start means, start stds, end means) per probe prompt: the first and the last probe of a run (an RftResult
-    or its probes frame)."""
+    or its probes frame), checked to be the same prompts."""
     probes = _probes(probes)
+    probe_questions(probes)
     first, last = probes.iloc[0], probes.iloc[-1]
     return list(first["probe/prompt_mean"]), list(first["probe/prompt_std"]), list(last["probe/prompt_mean"])
 
 
 def claim_rl_raises_reward(probes, label: str = "RL"):
     """The held-out probe reward rises during RL: per probe prompt, mean reward at the last probe minus at the first
-    (step 0, after any warm-start), with a bootstrap 95% interval over the prompts. probes: an RftResult or its
-    `probes` frame.
+    (step 0, after any warm-start), with a bootstrap 95% interval over the prompts and the sign-flip test. probes:
+    an RftResult or its `probes` frame.
     -> nbkit.claims.Claim"""
     from nbkit.claims import paired
 
@@ -175,36 +207,52 @@ def claim_rl_raises_reward(probes, label: str = "RL"):
     return paired(m1, m0, f"{label}: probe reward, step {probes.index[-1]} minus step {probes.index[0]}")
 
 
-def claim_low_std_slow_growth(start_means, start_stds, end_means):
+def claim_low_std_slow_growth(start_means, start_stds, end_means, prompts=None):
     """Razin et al.: an input whose reward std is small under the model gains reward slowly, even when its reward is
-    far from the best. Mean reward gain of prompts that started with spread (std > 0) minus that of prompts that
-    started all wrong (std 0, reward 0), unpaired bootstrap over prompts. -> Claim (or a NOT CHECKED line)
+    far from the best. Mean reward gain of prompt rows that started with spread (std > 0) minus that of rows that
+    started all wrong (std 0, reward 0), with a bootstrap interval over prompts. prompts: each row's prompt identity
+    (`start_and_end` gives it): the rows of one prompt, probed in several arms, are drawn together, since they are
+    not independent evidence; None: every row is its own prompt. -> Claim (or a NOT CHECKED line)
 
     Example: start_means [0, 0, 0.5], start_stds [0, 0, 0.5], end_means [0, 0.25, 1] -> effect 0.5 - 0.125
     """
     from nbkit.claims import unpaired
 
-    low = [e - m for m, s, e in zip(start_means, start_stds, end_means) if s == 0 and m == 0]
-    high = [e - m for m, s, e in zip(start_means, start_stds, end_means) if s > 0]
+    rows = list(
+        zip(start_means, start_stds, end_means, prompts if prompts is not None else range(len(start_means)))
+    )
+    low = [(e - m, q) for m, s, e, q in rows if s == 0 and m == 0]
+    high = [(e - m, q) for m, s, e, q in rows if s > 0]
     if not low or not high:
         return (
             f"NOT CHECKED: need prompts of both kinds ({len(low)} started all wrong, {len(high)} with spread)"
         )
-    return unpaired(
-        high,
-        low,
-        f"reward gain of {len(high)} prompts that started with spread minus {len(low)} that started "
-        f"all wrong",
+    (gain_high, ids_high), (gain_low, ids_low) = zip(*high), zip(*low)
+    what = (
+        f"reward gain of {len(high)} prompts that started with spread minus {len(low)} that started all wrong"
     )
+    if prompts is not None:
+        what += f" (rows of {len(set(ids_high) | set(ids_low))} prompts, each prompt resampled whole)"
+    return unpaired(gain_high, gain_low, what, clusters=(ids_high, ids_low))
 
 
 def claim_warmstart_helps(alone, warm) -> list:
     """Razin et al.: a short SFT warm-start lowers the share of zero-std inputs, after which RL gains more. alone,
     warm: two RftResults (or their probes) with the same RFT budget and probe prompts. Three paired
     claims over probe prompts: zero std at the start (alone minus warm), RL's own gain (warm's minus alone's) and the
-    reward at the end (warm minus alone). -> [Claim, Claim, Claim]"""
+    reward at the end (warm minus alone). -> [Claim, Claim, Claim], or [a NOT CHECKED line] when the two arms'
+    probes are not the same questions in the same order (or did not record them)."""
     from nbkit.claims import paired
 
+    if not all("probe/questions" in _probes(arm) for arm in (alone, warm)):
+        return ["NOT CHECKED: the probes did not record their questions, so the two arms cannot be paired"]
+    q_alone, q_warm = probe_questions(alone), probe_questions(warm)
+    if q_alone != q_warm:
+        differ = sum(a != w for a, w in zip(q_alone, q_warm)) + abs(len(q_alone) - len(q_warm))
+        return [
+            f"NOT CHECKED: the two arms probed different prompts ({differ} of {max(len(q_alone), len(q_warm))} "
+            "positions differ); pair arms probed on the same questions in the same order"
+        ]
     a0, a_std, a1 = _first_last(alone)
     w0, w_std, w1 = _first_last(warm)
     zero_a, zero_w = [float(s == 0) for s in a_std], [float(s == 0) for s in w_std]
@@ -219,15 +267,24 @@ def claim_warmstart_helps(alone, warm) -> list:
     ]
 
 
-def start_and_end(results) -> tuple[list, list, list]:
-    """(start means, start stds, end means) per probe prompt, pooled over several arms (RftResults or probes
-    frames), for `claim_low_std_slow_growth`."""
-    start_means, start_stds, end_means = [], [], []
+def start_and_end(results) -> tuple[list, list, list, list]:
+    """(start means, start stds, end means, prompts) per probe prompt, pooled over several arms (RftResults or
+    probes frames), for `claim_low_std_slow_growth(*start_and_end(arms))`. prompts: each row's question (see
+    `probe_questions`), so that one prompt's rows in several arms count once. Runs that did not record their
+    questions are keyed by probe order, which is the same prompts in every arm of one config only if every arm
+    probed as many; else this raises."""
+    start_means, start_stds, end_means, prompts, unnamed = [], [], [], [], set()
     for probes in map(_probes, results):
-        start_means += probes.iloc[0]["probe/prompt_mean"]
-        start_stds += probes.iloc[0]["probe/prompt_std"]
-        end_means += probes.iloc[-1]["probe/prompt_mean"]
-    return start_means, start_stds, end_means
+        m0, s0, m1 = _first_last(probes)
+        start_means, start_stds, end_means = start_means + m0, start_stds + s0, end_means + m1
+        prompts += probe_questions(probes)
+        if "probe/questions" not in probes:
+            unnamed.add(len(m0))
+    if len(unnamed) > 1:
+        raise ValueError(
+            f"arms that did not record their probe questions probed {sorted(unnamed)} prompts; cannot pool"
+        )
+    return start_means, start_stds, end_means, prompts
 
 
 # ------------------------------------------------------------------------------------------------ arms side by side

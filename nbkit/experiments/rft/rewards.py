@@ -3,14 +3,16 @@ of Language Models", ICLR 2024), and the checks that make a bad reward function 
 
 The paper's point: the expected policy gradient for an input is bounded by (a power of) the standard deviation of
 the reward under the model for that input. With GRPO's group-normalized advantages the extreme case is exact: if
-all k completions of a prompt get the same reward, every advantage is 0 and the prompt contributes exactly zero
-gradient, however far its reward is from the best. TRL logs only the batch scalars `reward_std` and
-`frac_reward_zero_std`; these functions look at each prompt.
+all k completions of a prompt get the same reward, every advantage is 0 and the prompt contributes zero gradient,
+however far its reward is from the best. "Every advantage is 0" holds exactly when the float mean of the k equal
+rewards is the reward itself: always for 0/1 rewards (every nbkit task), not always for others (0.7 eight times
+gives TRL 1.16 advantages of 6e-4, see `group_advantages`). Whether TRL's loss really gives zero is measured, not
+assumed: `probe.prompt_gradient_norm`. TRL logs only the batch scalars `reward_std` and `frac_reward_zero_std`;
+these functions look at each prompt.
 
 - `group_reward_stats(rewards)`: per-prompt mean and std of k rewards; zero-std prompts split into all-right and
   all-wrong.
-- `group_advantages(rewards)`: GRPO's group-normalized advantages, as TRL 1.16 computes them.
-- `policy_gradient_loss(logps, mask, advantages)`: one group's GRPO objective at the sampling policy.
+- `group_advantages(rewards)`: GRPO's group-normalized advantages, as TRL 1.16 computes them (same operations).
 - `checked_reward(fn)`: a TRL reward function whose output is validated (`check_rewards`).
 """
 
@@ -47,6 +49,8 @@ def group_std(rewards: torch.Tensor) -> torch.Tensor:
     if rewards.shape[1] < 2:
         return torch.zeros(rewards.shape[0], dtype=rewards.dtype)
     std = rewards.std(dim=1, unbiased=True)
+    # Needed: torch's std of k equal values is not always 0 (rounding of the mean: 0.7 eight times gives 6e-8 in
+    # float32), and the probes' per-prompt std is what sorts prompts into zero-std and not; equal rewards report 0.
     return torch.where(zero_spread(rewards), torch.zeros_like(std), std)
 
 
@@ -81,34 +85,28 @@ def group_reward_stats(rewards, right: float = 1.0, wrong: float = 0.0) -> dict:
 
 
 def group_advantages(rewards: torch.Tensor, scale: str = "group", eps: float = 1e-4) -> torch.Tensor:
-    """GRPO advantages. rewards (n_prompts, k) -> (n_prompts, k).
+    """GRPO advantages with TRL 1.16's own operations (nanmean, `trl.trainer.utils.nanstd`). rewards (n_prompts, k)
+    -> (n_prompts, k).
 
     A = (r - mean_group(r)) / (std_group(r) + eps) for scale="group" (TRL's default `scale_rewards`); "batch"
-    divides by the std of all rewards; "none" only centres (Dr. GRPO). A group whose rewards are all equal gets
-    exactly 0 (TRL gets 0 up to the rounding of the mean, which is exact for 0/1 rewards).
+    divides by the std of all rewards; "none" only centres (Dr. GRPO). No zero is forced: a group whose rewards are
+    all equal gets exactly 0 when the float mean of its rewards is exact, as for 0/1 rewards; otherwise TRL's
+    rounding of the mean is divided by eps and leaks (0.7 eight times, float32: every advantage 5.96e-4).
 
     Example: [[1, 0, 0, 0]] -> [[1.4997, -0.4999, -0.4999, -0.4999]]   (0.75 / 0.5001, -0.25 / 0.5001)
     """
+    from trl.trainer.utils import nanstd
+
     if scale not in {"group", "batch", "none"}:
         raise ValueError(f"scale must be 'group', 'batch' or 'none', got {scale!r}")
-    centred = rewards - rewards.mean(dim=1, keepdim=True)
-    centred = torch.where(zero_spread(rewards)[:, None], torch.zeros_like(centred), centred)
+    centred = rewards - torch.nanmean(rewards, dim=1, keepdim=True)
     if scale == "group":
-        return centred / (group_std(rewards)[:, None] + eps)
+        k = rewards.shape[1]
+        std = nanstd(rewards, dim=1, keepdim=True) if k > 1 else torch.zeros_like(centred)  # TRL's k = 1 case
+        return centred / (std + eps)
     if scale == "batch":
-        return centred / (rewards.std() + eps)
+        return centred / (nanstd(rewards) + eps)
     return centred
-
-
-def policy_gradient_loss(logps: torch.Tensor, mask: torch.Tensor, advantages: torch.Tensor) -> torch.Tensor:
-    """The GRPO objective of one group at the sampling policy, as a loss to minimize.
-
-    logps: (k, T) log-probs of the sampled completion tokens; mask: (k, T) 1 on real tokens; advantages: (k,).
-    loss = -sum_i A_i * sum_t logp_it / n_tokens (DAPO's token normalization, TRL's default `loss_type`). At the
-    sampling policy the importance ratio is 1 and its gradient is the gradient of logp, so this has the same gradient
-    as TRL's clipped surrogate. With all A_i = 0 the loss is 0 * (...) and every gradient entry is exactly 0.
-    """
-    return -(advantages[:, None] * logps * mask).sum() / mask.sum().clamp(min=1)
 
 
 # --------------------------------------------------------------------------------------- reward checking

@@ -104,6 +104,49 @@ def summarize(trainer, probe_cb, seconds: float, cfg: RftConfig) -> dict:
     return out
 
 
+# -------------------------------------------------------------------------------------------------- the plan
+
+
+def dry_run(cfg: RftConfig, registry=None) -> str:
+    """What `run(cfg, registry)` would do, without a model: the prompts it draws, the runs it would register with
+    their optimizer steps, and which of them the registry holds already (`nbkit rft --dry-run`)."""
+    from nbkit.experiments import by_difficulty, n_steps, plan_text
+    from nbkit.runs import Registry, base_run_name
+
+    reg, task = registry or Registry(), build_task(cfg)
+    train = task.train(cfg.n_train)
+    probes = task.test(cfg.n_probe) if cfg.n_probe else []
+    runs = [(base_run_name(cfg.model), "base", f"{cfg.model} as it is", 0)]
+    data = [
+        f"model: {cfg.model} (not loaded); task: {cfg.task} "
+        + (f"digits {cfg.digits}" if cfg.task == "arithmetic" else f"from {cfg.data}")
+    ]
+    if cfg.warmstart_fraction > 0:
+        rows = len(warmstart_records(task, train, cfg))
+        runs.append(
+            (
+                cfg.run_name("warmstart"),
+                "sft",
+                f"SFT on {rows} rows, {n_steps(cfg.warmstart_steps)}",
+                cfg.warmstart_steps,
+            )
+        )
+        data.append(f"warm-start rows: the first {rows} RFT prompts with their answers")
+    prompts = cfg.batch_size // cfg.group_size
+    when = (
+        f"at the start, every {cfg.probe_every} steps and the end"
+        if cfg.probe_every
+        else "at the start and the end"
+    )
+    what = f"GRPO, {n_steps(cfg.steps)} of {prompts} prompts x {cfg.group_size} completions; probes {when}"
+    runs.append((cfg.run_name(), "rft", what, cfg.steps))
+    data += [
+        f"RFT prompts: {by_difficulty(train)}",
+        f"probe prompts (held out): {by_difficulty(probes)}, {cfg.probe_k} samples each",
+    ]
+    return plan_text(data, runs, reg)
+
+
 # -------------------------------------------------------------------------------------------------- the run
 
 

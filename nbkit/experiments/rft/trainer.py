@@ -4,17 +4,24 @@
 `reward_std` and `frac_reward_zero_std`) and the per-prompt rewards (`group_history`, written to the run by
 `GroupLogCallback`), plus a zero-std filter switch. TRL 1.16 has no option for such a filter (huggingface/trl#3708
 is open, #3758 was closed unmerged):
-- "drop": groups whose rewards are all equal are removed from the batch after scoring. Their advantages are 0, so
-  this does not change the direction of the update; it saves their forward/backward pass and stops them diluting
-  DAPO's per-token normalization.
+- "drop": groups whose rewards are all equal are removed from the batch after scoring. Their advantages are 0 (for
+  0/1 rewards; see `rewards.group_advantages`), so this does not change the direction of the update; it saves
+  their forward/backward pass and stops them diluting DAPO's per-token normalization.
 - "resample": as "drop", then fresh prompts from the training set are generated and scored (at most
   `max_resample` rounds) to refill the batch with groups that have spread: DAPO's dynamic sampling.
 Both need a single process (no multi-GPU), `beta: 0` (TRL's default) and no vLLM/multimodal inputs.
+
+`RftTrainer.group_inputs` builds TRL's own loss batch for one group of completions sampled elsewhere (a probe's):
+the per-prompt gradient norms of `probe.prompt_gradient_norm` go through TRL's scoring and `compute_loss`, so that
+a change in TRL or nbkit that leaks gradient from zero-std groups shows up in them.
 """
 
 from __future__ import annotations
 
+import copy
 import random
+from collections import defaultdict
+from contextlib import contextmanager
 
 import torch
 from transformers import TrainerCallback
@@ -22,6 +29,7 @@ from trl import GRPOTrainer
 
 from nbkit.errors import ConfigError, NbkitError
 from nbkit.experiments.rft.config import FILTERS, RftConfig
+from nbkit.experiments.rft.probe import ProbeCallback
 from nbkit.experiments.rft.rewards import group_reward_stats, prompt_text, zero_spread
 
 # pad value and side of each per-row tensor in a GRPO batch, for splicing groups from several generation rounds
@@ -94,8 +102,11 @@ class RftTrainer(GRPOTrainer):
         self.group_history: list[dict] = []
         self.last_group_rewards: torch.Tensor | None = None
         self.resample_rng = random.Random(self.args.seed)
+        self._replay: dict | None = None  # set by `group_inputs`: the completions and rewards TRL scores
 
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
+        if self._replay is not None:  # the given rewards stand in for the reward function's output
+            return self._replay["rewards"]
         per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
         if self.model.training:
             weights = self.reward_weights.to(per_func.device)[None]
@@ -114,6 +125,61 @@ class RftTrainer(GRPOTrainer):
                 }
             )
         return per_func
+
+    def _generate(self, prompts: list):
+        if self._replay is None:
+            return super()._generate(prompts)
+        # TRL's return: prompt ids, completion ids, tool mask, completions, logprobs, extra fields, images, tool images
+        r = self._replay
+        return r["prompt_ids"], r["completion_ids"], None, r["texts"], None, {}, None, []
+
+    def group_inputs(
+        self, prompt_ids: list[int], completion_ids: list[list[int]], rewards, scale=None
+    ) -> dict:
+        """TRL's loss batch for one prompt's group of k completions sampled elsewhere (a probe's), for `compute_loss`.
+
+        prompt_ids: the prompt's tokens; completion_ids: k token lists; rewards: (k,) the reward function's values.
+        TRL's own `_generate_and_score_completions` builds it, in eval mode (the group is the whole batch), with
+        generation replaced by `completion_ids` and the reward function by `rewards`: padding, masks, advantages
+        (`scale`: scale_rewards for this batch, default the trainer's) and the token count are TRL's. TRL's logs and
+        metrics are left as they were (`unlogged`).
+        """
+        if len(self.reward_funcs) != 1:
+            raise NbkitError(
+                f"group_inputs replays one reward function's values; this trainer has {len(self.reward_funcs)}"
+            )
+        k, device = len(completion_ids), self.accelerator.device
+        text = self.processing_class.decode(prompt_ids)
+        replay = {
+            "prompt_ids": [list(prompt_ids)] * k,
+            "completion_ids": [list(c) for c in completion_ids],
+            "texts": self.processing_class.batch_decode(completion_ids, skip_special_tokens=True),
+            "rewards": torch.tensor(rewards, dtype=torch.float32, device=device)[:, None],
+        }
+        saved = (self.num_generations_eval, self.scale_rewards, self.model.training)
+        self.num_generations_eval, self.scale_rewards = k, scale or self.scale_rewards
+        self._replay = replay
+        self.model.eval()
+        try:
+            with self.unlogged():
+                return super()._generate_and_score_completions([{"prompt": text}] * k)
+        finally:
+            self._replay = None
+            self.num_generations_eval, self.scale_rewards = saved[:2]
+            self.model.train(saved[2])
+
+    @contextmanager
+    def unlogged(self):
+        """Within: what TRL records while scoring and computing a loss (metrics, completion logs) is thrown away, so
+        measurements made between steps leave the training logs as they were."""
+        saved = (self._metrics, self._logs, self._pending_metrics, self._pending_extra_logs)
+        self._metrics = {"train": defaultdict(list), "eval": defaultdict(list)}
+        self._logs = copy.deepcopy(self._logs)
+        self._pending_metrics, self._pending_extra_logs = defaultdict(list), defaultdict(list)
+        try:
+            yield
+        finally:
+            self._metrics, self._logs, self._pending_metrics, self._pending_extra_logs = saved
 
     def _fresh_inputs(self, n_groups: int) -> list[dict]:
         """n_groups random training prompts, each repeated group_size times (the layout GRPO's sampler gives)."""
@@ -182,6 +248,9 @@ def make_trainer(
         zero_std_filter=cfg.zero_std_filter,
         max_resample=cfg.max_resample,
     )
+    for cb in callbacks:  # a probe measures its gradient norms through this trainer's loss
+        if isinstance(cb, ProbeCallback):
+            cb.trainer = trainer
     if run is not None:
         trainer.add_callback(GroupLogCallback(run, trainer))
     return with_defaults(trainer)

@@ -37,7 +37,7 @@ module, e.g. `from nbkit.experiments.star.data import split_rationale`.
 from nbkit.experiments.star.config import PROFILES, StarConfig, step_schedule
 from nbkit.experiments.star.data import filter_rationales, primer_records, seed_examples
 from nbkit.experiments.star.result import StarResult
-from nbkit.experiments.star.run import run
+from nbkit.experiments.star.run import dry_run, run
 
 Config = StarConfig  # what `nbkit star` parses
 
@@ -46,6 +46,7 @@ __all__ = [
     "PROFILES",
     "StarConfig",
     "StarResult",
+    "dry_run",
     "filter_rationales",
     "primer_records",
     "run",

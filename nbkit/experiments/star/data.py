@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 from pathlib import Path
@@ -129,8 +130,8 @@ def seed_examples(cfg: StarConfig, task) -> tuple[list, list]:
             raise ConfigError("every seed_rationales row needs a 'rationale' field")
         pool = [dataclasses.replace(task.parse(r), rationale=str(r["rationale"])) for r in rows]
     elif cfg.task == "arithmetic":
-        plain = build_task(cfg, seed_side=True).train(n_plain, salt="star-seed")
-        return plain, task.train(n_hint, salt="star-hint")
+        plain = spread_draw(build_task(cfg, seed_side=True), n_plain, "star-seed")
+        return plain, spread_draw(task, n_hint, "star-hint")
     else:
         pool = [ex for ex in task.train(cfg.seed_examples, salt="star-seed") if ex.rationale]
     if not pool:
@@ -164,12 +165,81 @@ def iteration_records(task, kept: list, rationalized: list, replay: list) -> lis
     return rows + [dict(r, source="primer") for r in replay]
 
 
+def split_size(d: int, test: bool = False) -> int:
+    """How many d-digit sums sit on one side of the train/test split: exact for d <= 2 (counted), estimated for
+    d >= 3 as 1/5 (test) or 4/5 (train) of all pairs, hundreds of thousands, never the limit of a draw here.
+
+    Example: split_size(1) -> 78, split_size(1, test=True) -> 22, split_size(2) -> 6435.
+    """
+    from nbkit.tasks.arithmetic import in_test_split
+
+    lo = 0 if d == 1 else 10 ** (d - 1)
+    pairs = (10**d - lo) ** 2
+    if d <= 2:
+        return sum(in_test_split(a, b) == test for a in range(lo, 10**d) for b in range(lo, 10**d))
+    return pairs // 5 if test else pairs * 4 // 5
+
+
+def digit_quotas(n: int, sizes: dict[int, int]) -> dict[int, int]:
+    """How many of n problems each digit count gives: an even share (the remainder to the first digit counts, as
+    `Arithmetic` spreads them), except that a digit count with fewer problems than its share gives all it has and
+    the others share out the rest the same way. ConfigError when all of them together hold fewer than n.
+
+    Example: digit_quotas(10_000, {1: 78, 2: 6435, 3: 648_000, 4: 64_800_000, 5: 6_480_000_000})
+    -> {1: 78, 2: 2481, 3: 2481, 4: 2480, 5: 2480}; digit_quotas(192, {1: 78, 2: 6435, ...}) -> 48 each.
+    """
+    if n > sum(sizes.values()):
+        raise ConfigError(
+            f"{n} problems asked of {'-'.join(map(str, sizes))}-digit sums, which hold only "
+            f"{sum(sizes.values())} on this side of the split; ask for fewer"
+        )
+    quotas, left, open_ = {}, n, list(sizes)
+    while open_:
+        even = {d: left // len(open_) + (j < left % len(open_)) for j, d in enumerate(open_)}
+        short = [d for d in open_ if sizes[d] < even[d]]
+        if not short:
+            quotas |= even
+            break
+        for d in short:
+            quotas[d], left = sizes[d], left - sizes[d]
+            open_.remove(d)
+    return {d: quotas[d] for d in sizes}
+
+
+def spread_draw(task, n: int, salt: str) -> list:
+    """n training problems spread over the task's digit counts by `digit_quotas` (other tasks: `task.train`).
+
+    When every digit count has its even share, this is exactly `task.train(n, salt)`, so the smoke and cpu
+    profiles draw what they always drew; otherwise each digit count is drawn on its own, with the task's format.
+    """
+    from nbkit.tasks import Arithmetic
+
+    if not isinstance(task, Arithmetic):
+        return task.train(n, salt=salt)
+    quotas = digit_quotas(n, {d: split_size(d) for d in task.digits})
+    if quotas == digit_quotas(n, {d: n for d in task.digits}):
+        return task.train(n, salt=salt)
+    out = []
+    for d, want in quotas.items():
+        one = copy.copy(task)  # the same scratchpad, prompt and seed, one digit count
+        one.digits = (d,)
+        out += one.train(want, salt=salt)
+    return out
+
+
 def train_problems(cfg: StarConfig, task, seeds: list) -> list:
-    """The fixed train set every iteration goes over (without the seed questions, for loaded datasets)."""
-    taken = {ex.question for ex in seeds} if cfg.task != "arithmetic" else set()  # arithmetic: pools are tiny
-    pool = task.train(
-        cfg.problems_per_iteration + (0 if cfg.task == "arithmetic" else len(seeds)), salt="star-train"
-    )
+    """The fixed train set every iteration goes over (without the seed questions, for loaded datasets).
+
+    Arithmetic: `problems_per_iteration` spread over the digit counts by `spread_draw`, e.g. the gpu profile's
+    10,000 over digits 1-5 -> all 78 one-digit sums and 2,480-2,481 of each other digit count.
+    """
+    if cfg.task == "arithmetic":  # arithmetic: pools are tiny, the seed questions may come back
+        try:
+            return spread_draw(task, cfg.problems_per_iteration, "star-train")
+        except ConfigError as e:
+            raise ConfigError(f"problems_per_iteration: {e}") from None
+    taken = {ex.question for ex in seeds}
+    pool = task.train(cfg.problems_per_iteration + len(seeds), salt="star-train")
     problems = [ex for ex in pool if ex.question not in taken][: cfg.problems_per_iteration]
     if not problems:
         raise ConfigError(
@@ -179,9 +249,9 @@ def train_problems(cfg: StarConfig, task, seeds: list) -> list:
 
 
 def held_out(task, n: int) -> list:
-    """n test problems. Arithmetic: n / len(digits) per digit count (all 20 1-digit ones when fewer exist)."""
+    """n test problems. Arithmetic: n // len(digits) per digit count, except 1-digit sums, which give at most the
+    22 that exist (so the gpu profile's 300 over digits 1-5 is 22 + 4 x 60 = 262 problems)."""
     from nbkit.tasks import Arithmetic
-    from nbkit.tasks.arithmetic import in_test_split
 
     if not isinstance(task, Arithmetic):
         return task.test(n)
@@ -189,6 +259,13 @@ def held_out(task, n: int) -> list:
     for d in task.digits:
         want = n // len(task.digits)
         if d == 1:
-            want = min(want, sum(in_test_split(a, b) for a in range(10) for b in range(10)))
+            want = min(want, split_size(1, test=True))
         out += Arithmetic((d,), seed=task.seed).test(want)
     return out
+
+
+def draw(cfg: StarConfig, task) -> tuple[list, list, list, list]:
+    """Everything the loop trains and evaluates on, no model needed: (plain seeds, hinted seeds, train problems,
+    held-out problems)."""
+    plain, hinted = seed_examples(cfg, task)
+    return plain, hinted, train_problems(cfg, task, plain + hinted), held_out(task, cfg.test_problems)

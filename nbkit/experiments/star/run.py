@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -29,14 +30,12 @@ from nbkit.experiments.star.config import RESUMABLE_CHANGES, StarConfig
 from nbkit.experiments.star.data import (
     build_task,
     count_by_difficulty,
+    draw,
     faithful_counts,
     filter_rationales,
-    held_out,
     iteration_records,
     iteration_stats,
     primer_records,
-    seed_examples,
-    train_problems,
 )
 from nbkit.experiments.star.result import StarResult
 from nbkit.files import write_jsonl
@@ -132,6 +131,42 @@ def run(
     return loop.result(names, stopped)
 
 
+def dry_run(cfg: StarConfig, registry=None) -> str:
+    """What `run(cfg, registry)` would do, without a model: the data it draws (`draw`), every run it would register
+    with its optimizer steps, and which of them the registry holds already (`nbkit star --dry-run`). Iterations
+    that train `train_epochs` over what was kept show the most steps they can take: every problem kept."""
+    from nbkit.experiments import by_difficulty, n_steps, plan_text
+    from nbkit.runs import Registry, base_run_name
+
+    reg, task = registry or Registry(), build_task(cfg)
+    if cfg.primer and not reg.exists(cfg.primer):
+        raise ConfigError(f"primer run {cfg.primer!r} is not in {reg.root}; leave primer empty to train one")
+    plain, hinted, problems, test = draw(cfg, task)
+    base, seeds = base_run_name(cfg.model), len(plain) + len(hinted)
+    seed_run = base if cfg.seeding == "fewshot" else (cfg.primer or cfg.run_name("primer"))
+    runs = [(base, "base", f"{cfg.model} as it is", 0)]
+    if seed_run == cfg.run_name("primer"):
+        steps = max(1, math.ceil(seeds * cfg.primer_epochs / cfg.batch_size))
+        runs.append((seed_run, "star-primer", f"SFT on {seeds} seed rationales, {n_steps(steps)}", steps))
+    runs.append((cfg.run_name("iter0"), "star-iteration", f"{seed_run} on {len(test)} held-out problems", 0))
+    replay = seeds if cfg.replay_seed and cfg.seeding != "fewshot" else 0
+    for i in range(1, cfg.iterations + 1):
+        steps = cfg.steps(i, len(problems) + replay)
+        what = f"sample {len(problems)} x {cfg.samples_per_problem}" + (
+            ", hint the misses" * cfg.rationalization
+        )
+        what += f", SFT {'at most ' * (cfg.train_epochs > 0)}{n_steps(steps)}, evaluate {len(test)}"
+        runs.append((cfg.run_name(f"iter{i}"), "star-iteration", what, steps))
+    data = [
+        f"model: {cfg.model} (not loaded); task: {cfg.task} {cfg.task_args}",
+        f"seed rationales: {by_difficulty(plain)}"
+        + (f", with a hint: {by_difficulty(hinted)}" * bool(hinted)),
+        f"train problems, every iteration: {by_difficulty(problems)}",
+        f"held-out problems: {by_difficulty(test)}",
+    ]
+    return plan_text(data, runs, reg)
+
+
 @dataclass
 class Loop:
     """What the stages of one STaR run share."""
@@ -168,8 +203,7 @@ class Loop:
         reuse.refuse_old_layout(
             reg, [cfg.run_name("primer")] + [cfg.run_name(f"iter{i}") for i in range(cfg.iterations + 1)]
         )
-        plain, hinted = seed_examples(cfg, task)
-        problems, test = train_problems(cfg, task, plain + hinted), held_out(task, cfg.test_problems)
+        plain, hinted, problems, test = draw(cfg, task)
         loop = cls(cfg, reg, task, plain, hinted, problems, test, stages, progress)
         loop.device = str(dist.state().device) if dist.world() > 1 else "auto"
         loop.base = base_run(reg, cfg.model)
