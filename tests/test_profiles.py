@@ -145,7 +145,7 @@ def test_rft_gpu_and_budget_dry_runs(capsys, tmp_path, gsm8k_standin):
     out = dry_run(capsys, "budget", "--profile", "cpu", "--runs", tmp_path / "runs")
     cfg = budget.BudgetConfig.for_profile("cpu")
     assert f"SFT pool: {cfg.pool}" in out and f"{cfg.run_name('sft4', 'dpo28')} " in out
-    assert "14 runs to build" in out
+    assert "19 runs to build" in out
     out = dry_run(
         capsys, "budget", "--profile", "gpu", "--source", gsm8k_standin, "--runs", tmp_path / "runs"
     )

@@ -34,7 +34,9 @@ class BudgetConfig(ExperimentConfig):
         "gsm8k_sample.jsonl", "gsm8k: a jsonl file, a file in nbkit/tasks/fixtures, or a hub name"
     )
     rationale: bool = opt(False, "targets with the task's worked rationale (else just the answer line)")
-    budgets: list[float] = opt([32, 128], "total budgets B, in cost units")
+    budgets: list[float] = opt(
+        [16, 32, 128], "total budgets B, in cost units (16: the smallest decides notebook 03's first claim)"
+    )
     fractions: list[float] = opt([0.0, 0.125, 0.5, 1.0], "SFT shares f of each budget")
     sft_cost: float = opt(1.0, "cost of one SFT example (the paper counts examples: 1)")
     pair_cost: float = opt(1.0, "cost of one preference pair (the paper: 1)")
