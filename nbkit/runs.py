@@ -476,9 +476,8 @@ class Registry:
         """
         from nbkit import dist
 
-        if not dist.broadcast(
-            self.exists(name)
-        ):  # the main process decides: every rank takes the same branch
+        # the main process decides: every rank takes the same branch
+        if not dist.broadcast(self.exists(name)):
             if dist.is_main() or everyone:
                 with self.writer(name, kind, config, parent) as w:
                     build(w)

@@ -78,12 +78,10 @@ def n_steps(n: int) -> str:
 
 def by_difficulty(examples: list) -> str:
     """Example: 3 examples of difficulty [1, 2, 2] -> "3 (by difficulty 1: 1, 2: 2)"."""
-    counts: dict = {}
-    for ex in examples:
-        counts[ex.difficulty] = counts.get(ex.difficulty, 0) + 1
-    return (
-        f"{len(examples)} (by difficulty " + ", ".join(f"{d}: {n}" for d, n in sorted(counts.items())) + ")"
-    )
+    from nbkit.tasks.base import count_by_difficulty
+
+    counts = count_by_difficulty(examples).items()
+    return f"{len(examples)} (by difficulty " + ", ".join(f"{d}: {n}" for d, n in counts) + ")"
 
 
 def plan_text(data: list[str], runs: list[tuple[str, str, str, int]], registry) -> str:

@@ -260,6 +260,14 @@ class LoadedTask(Task):
         return pool[:n]
 
 
+def count_by_difficulty(examples: list) -> dict:
+    """Example: examples of difficulty [1, 3, 3] -> {1: 1, 3: 2}"""
+    out: dict = {}
+    for ex in examples:
+        out[ex.difficulty] = out.get(ex.difficulty, 0) + 1
+    return dict(sorted(out.items()))
+
+
 def accuracy_table(rows: list[dict]) -> dict:
     """Example: [{"difficulty": 1, "correct": True}, {"difficulty": 2, "correct": False}]
     -> {"accuracy": 0.5, "by_difficulty": {1: 1.0, 2: 0.0}, "n": 2}"""

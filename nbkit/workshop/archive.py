@@ -60,7 +60,7 @@ def notebook_runs(notebook: str, profile: str = "cpu") -> list[str]:
     patterns = {
         "00": lambda: [run_name(profile, "tour", "eval")],
         "01": lambda: [StarConfig.for_profile(profile).run_name("*")],  # arms are named star-<arm>
-        "02": lambda: [run_name(profile, RftConfig.for_profile(profile).name, "*")],  # arms: rft-<arm>
+        "02": lambda: [RftConfig.for_profile(profile).run_name("*")],  # arms are named rft-<arm>
         "03": lambda: [BudgetConfig.for_profile(profile).run_name("*")],
     }
     key = str(notebook)[:2]

@@ -69,14 +69,6 @@ def iteration_stats(n_problems: int, n_correct: int, n_rationalized: int) -> dic
     }
 
 
-def count_by_difficulty(examples: list) -> dict:
-    """Example: examples of difficulty [1, 3, 3] -> {1: 1, 3: 2}"""
-    out: dict = {}
-    for ex in examples:
-        out[ex.difficulty] = out.get(ex.difficulty, 0) + 1
-    return dict(sorted(out.items()))
-
-
 def faithful_counts(task, kept: list, rationalized: list) -> dict:
     """How many kept rationales are right at every step, not only at the end (tasks that can tell; else {}).
 

@@ -29,7 +29,6 @@ from nbkit.experiments.star import reuse
 from nbkit.experiments.star.config import RESUMABLE_CHANGES, StarConfig
 from nbkit.experiments.star.data import (
     build_task,
-    count_by_difficulty,
     draw,
     faithful_counts,
     filter_rationales,
@@ -39,6 +38,7 @@ from nbkit.experiments.star.data import (
 )
 from nbkit.experiments.star.result import StarResult
 from nbkit.files import write_jsonl
+from nbkit.tasks.base import count_by_difficulty
 
 # ---------------------------------------------------------------------------------- the model-facing stage functions
 
