@@ -32,17 +32,17 @@ def gsm8k_standin(tmp_path_factory):
 
 def test_split_sizes_are_counted():
     assert (split_size(1), split_size(1, test=True), split_size(2), split_size(2, test=True)) == (
-        78,
-        22,
-        6435,
-        1665,
+        77,
+        23,
+        6458,
+        1642,
     )
 
 
 def test_digit_quotas_give_a_short_digit_all_it_has_and_spread_the_rest():
-    sizes = {1: 78, 2: 6435, 3: 648_000, 4: 64_800_000, 5: 6_480_000_000}
-    assert digit_quotas(10_000, sizes) == {1: 78, 2: 2481, 3: 2481, 4: 2480, 5: 2480}
-    assert digit_quotas(192, {1: 78, 2: 6435, 3: 648_000, 4: 64_800_000}) == {1: 48, 2: 48, 3: 48, 4: 48}
+    sizes = {1: 77, 2: 6458, 3: 648_000, 4: 64_800_000, 5: 6_480_000_000}
+    assert digit_quotas(10_000, sizes) == {1: 77, 2: 2481, 3: 2481, 4: 2481, 5: 2480}
+    assert digit_quotas(192, {1: 77, 2: 6458, 3: 648_000, 4: 64_800_000}) == {1: 48, 2: 48, 3: 48, 4: 48}
     assert digit_quotas(7, {1: 2, 2: 1, 3: 100}) == {1: 2, 2: 1, 3: 4}  # two digit counts short at once
     with pytest.raises(ConfigError, match="only 79") as e:
         digit_quotas(80, {1: 78, 2: 1})
@@ -85,8 +85,8 @@ def test_star_gpu_gives_all_one_digit_sums_and_spreads_the_rest():
     cfg = star.StarConfig.for_profile("gpu")
     _, _, problems, test = draw(cfg, build_task(cfg))
     by = {d: sum(ex.difficulty == d for ex in problems) for d in range(1, 6)}
-    assert by == {1: 78, 2: 2481, 3: 2481, 4: 2480, 5: 2480}
-    assert len(test) == 22 + 4 * 60
+    assert by == {1: 77, 2: 2481, 3: 2481, 4: 2481, 5: 2480}
+    assert len(test) == 23 + 4 * 60
 
 
 @pytest.mark.parametrize("profile", PROFILES)
@@ -117,10 +117,10 @@ def test_star_gpu_dry_run_prints_the_plan_without_a_model(capsys, tmp_path):
     runs = tmp_path / "runs"
     out = dry_run(capsys, "star", "--profile", "gpu", "--model", "no-such-model", "--runs", runs)
     assert (
-        "train problems, every iteration: 10000 (by difficulty 1: 78, 2: 2481, 3: 2481, 4: 2480, 5: 2480)"
+        "train problems, every iteration: 10000 (by difficulty 1: 77, 2: 2481, 3: 2481, 4: 2481, 5: 2480)"
         in out
     )
-    assert "held-out problems: 262" in out
+    assert "held-out problems: 263" in out
     for name in ["base-no-such-model", "gpu-star-primer", "gpu-star-iter0", "gpu-star-iter16"]:
         assert f"  {name} " in out
     assert "gpu-star-iter1 " in out and "SFT 40 steps" in out and "SFT 616 steps" in out

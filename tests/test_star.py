@@ -152,6 +152,21 @@ def test_filter_keeps_first_correct_and_drops_hint_mentions():
         filter_rationales(task, [p1, p2], [["a"]])
 
 
+def test_hint_guard_matches_the_hint_the_prompt_used():
+    """The plain prompt's hint reads "(the answer is N)", with no word "hint": a completion that copies it is a
+    hint mention all the same. A chat-style free-text rationale may say "the answer is" on its own."""
+    plain = Arithmetic(prompt="plain", scratchpad="columns")
+    p = plain.make(2, 3)
+    assert "(the answer is 5)" in plain.chat(p, hint="5")
+    copied = "2+3+0=5, write 5 carry 0. (the answer is 5)\nAnswer: 5"
+    kept, failed = filter_rationales(plain, [p], [[copied]], hinted=True)
+    assert kept == [] and failed == [p]
+    kept, _ = filter_rationales(plain, [p], [["2+3+0=5, write 5 carry 0.\nAnswer: 5"]], hinted=True)
+    assert kept == [(p, "2+3+0=5, write 5 carry 0.")]
+    chat = Arithmetic()
+    assert not chat.mentions_hint("2 plus 3 is 5, so the answer is 5") and chat.mentions_hint("my hint: 5")
+
+
 def test_primer_records_show_the_hint_format():
     task = Arithmetic()
     rows = primer_records(task, [task.make(1, 2), task.make(3, 4)], [task.make(5, 6)])

@@ -57,6 +57,16 @@ def test_splits_are_disjoint_seeded_and_balanced():
     assert len({e.question for e in train}) == 150
 
 
+def test_split_is_on_the_unordered_pair():
+    """`a + b` and `b + a` sit on the same side: no held-out sum is trained on written the other way round."""
+    pairs = [(a, b) for a in range(10, 100) for b in range(10, 100)]
+    assert all(in_test_split(a, b) == in_test_split(b, a) for a, b in pairs)
+    task = Arithmetic(digits=(2,), seed=0)
+    train = {tuple(sorted((e.meta["a"], e.meta["b"]))) for e in task.train(3000)}
+    test = {tuple(sorted((e.meta["a"], e.meta["b"]))) for e in task.test(800)}
+    assert not train & test
+
+
 def test_arithmetic_bad_inputs():
     with pytest.raises(TaskError, match="between 1 and 6"):
         Arithmetic(digits=(0,))

@@ -20,8 +20,8 @@ small model does not carry over to longer numbers; here line two's digits are th
 The errors left are wrong sums. Over the cpu STaR loop (faithful filter) this format went 36% -> 36% -> 34% -> 43%
 held-out; digits only went 41% -> 43% -> 40% -> 23%.
 
-Train and test are disjoint by construction: a problem's split is a hash of (a, b), so no seed or size can leak
-test problems into training.
+Train and test are disjoint by construction: a problem's split is a hash of the unordered pair {a, b}, so no seed or
+size can leak test problems into training, not even as the same sum written the other way round.
 """
 
 from __future__ import annotations
@@ -75,8 +75,13 @@ SCRATCHPADS = {"numbers": scratchpad, "columns": column_scratchpad}
 
 
 def in_test_split(a: int, b: int, test_share: int = 5) -> bool:
-    """One problem in `test_share` goes to test, decided by a hash of the operands (stable across runs)."""
-    return hashlib.sha256(f"{a}+{b}".encode()).digest()[0] % test_share == 0
+    """One problem in `test_share` goes to test, decided by a hash of the unordered pair (stable across runs), so
+    `a + b` and `b + a` always sit on the same side.
+
+    Example: in_test_split(47, 85) == in_test_split(85, 47).
+    """
+    lo, hi = sorted((a, b))
+    return hashlib.sha256(f"{lo}+{hi}".encode()).digest()[0] % test_share == 0
 
 
 class Arithmetic(Task):

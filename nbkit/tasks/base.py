@@ -74,6 +74,17 @@ class Task:
         return None
 
     # --------------------------------------------------------------------------------------------- prompts
+    def mentions_hint(self, text: str) -> bool:
+        """Does a completion talk about the hint it was given, in the words its prompt used (`prompt`: "(Hint: the
+        answer is N.)", `plain_prompt`: "(the answer is N)")? Such a rationale would be trained on without the
+        hint, where it makes no sense. A free-text rationale may say "so the answer is 12" on its own, so the
+        chat style looks for "hint" only.
+
+        Example (plain): "7+5+0=12, write 2 carry 1. (the answer is 12)" -> True; "7+5+0=12, write 2." -> False.
+        """
+        low = text.lower()
+        return "hint" in low or (not self.uses_chat and "(the answer is" in low)
+
     def prompt(self, ex: Example, hint: str | None = None) -> str:
         """The user turn. `hint` is STaR's rationalization hint: the correct answer, given up front."""
         text = f"{self.instruction}{self.question_text(ex)}"

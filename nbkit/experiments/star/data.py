@@ -31,7 +31,8 @@ def filter_rationales(
     """STaR's filter. texts: shape (n_problems, k). Returns (kept, failed).
 
     kept: [(example, rationale)], the first correct completion of each problem; failed: problems with none.
-    A hinted completion that mentions the hint is not kept: it would be trained on without the hint.
+    A hinted completion that mentions the hint (`task.mentions_hint`, in the words the prompt used) is not kept: it
+    would be trained on without the hint.
     faithful: also require every step to be right (`task.faithful`), not only the answer (not in the paper).
     worked: also require some rationale before the answer line, right or wrong (not in the paper).
     Example: problems [2+3, 4+4], texts [["...Answer: 5"], ["...Answer: 9"]] -> ([(2+3, "...")], [4+4]).
@@ -43,7 +44,7 @@ def filter_rationales(
         good = (
             split_rationale(t, task.answer_prefix)
             for t in group
-            if task.is_correct(t, ex) and not (hinted and "hint" in t.lower())
+            if task.is_correct(t, ex) and not (hinted and task.mentions_hint(t))
         )
         first = next(
             (r for r in good if (not faithful or task.faithful(ex, r)) and (not worked or r.strip())), None
@@ -161,7 +162,7 @@ def split_size(d: int, test: bool = False) -> int:
     """How many d-digit sums sit on one side of the train/test split: exact for d <= 2 (counted), estimated for
     d >= 3 as 1/5 (test) or 4/5 (train) of all pairs, hundreds of thousands, never the limit of a draw here.
 
-    Example: split_size(1) -> 78, split_size(1, test=True) -> 22, split_size(2) -> 6435.
+    Example: split_size(1) -> 77, split_size(1, test=True) -> 23, split_size(2) -> 6458.
     """
     from nbkit.tasks.arithmetic import in_test_split
 
@@ -177,8 +178,8 @@ def digit_quotas(n: int, sizes: dict[int, int]) -> dict[int, int]:
     `Arithmetic` spreads them), except that a digit count with fewer problems than its share gives all it has and
     the others share out the rest the same way. ConfigError when all of them together hold fewer than n.
 
-    Example: digit_quotas(10_000, {1: 78, 2: 6435, 3: 648_000, 4: 64_800_000, 5: 6_480_000_000})
-    -> {1: 78, 2: 2481, 3: 2481, 4: 2480, 5: 2480}; digit_quotas(192, {1: 78, 2: 6435, ...}) -> 48 each.
+    Example: digit_quotas(10_000, {1: 77, 2: 6458, 3: 648_000, 4: 64_800_000, 5: 6_480_000_000})
+    -> {1: 77, 2: 2481, 3: 2481, 4: 2481, 5: 2480}; digit_quotas(192, {1: 77, 2: 6458, ...}) -> 48 each.
     """
     if n > sum(sizes.values()):
         raise ConfigError(
@@ -223,7 +224,7 @@ def train_problems(cfg: StarConfig, task, seeds: list) -> list:
     """The fixed train set every iteration goes over (without the seed questions, for loaded datasets).
 
     Arithmetic: `problems_per_iteration` spread over the digit counts by `spread_draw`, e.g. the gpu profile's
-    10,000 over digits 1-5 -> all 78 one-digit sums and 2,480-2,481 of each other digit count.
+    10,000 over digits 1-5 -> all 77 one-digit sums and 2,480-2,481 of each other digit count.
     """
     if cfg.task == "arithmetic":  # arithmetic: pools are tiny, the seed questions may come back
         try:
@@ -242,7 +243,7 @@ def train_problems(cfg: StarConfig, task, seeds: list) -> list:
 
 def held_out(task, n: int) -> list:
     """n test problems. Arithmetic: n // len(digits) per digit count, except 1-digit sums, which give at most the
-    22 that exist (so the gpu profile's 300 over digits 1-5 is 22 + 4 x 60 = 262 problems)."""
+    23 that exist (so the gpu profile's 300 over digits 1-5 is 23 + 4 x 60 = 263 problems)."""
     from nbkit.tasks import Arithmetic
 
     if not isinstance(task, Arithmetic):
