@@ -1,3 +1,4 @@
+import math
 import numpy as np
 import pytest
 
@@ -155,3 +156,25 @@ def test_errors_are_one_line():
         bootstrap_interval([])
     with pytest.raises(ValueError, match="one cluster id per item"):
         unpaired([1, 0], [1], "x", clusters=(["a"], ["b"]))
+
+
+def test_share_against_a_target_level():
+    from nbkit.claims import binomial_p, share, wilson_interval
+
+    assert binomial_p(10, 10, 0.5) == pytest.approx(2 * 0.5**10)
+    assert binomial_p(5, 10, 0.5) == 1.0
+    assert binomial_p(0, 20, 0.2) == pytest.approx(
+        0.8**20
+        + sum(  # outcomes no likelier than 0 of 20
+            math.comb(20, i) * 0.2**i * 0.8 ** (20 - i) for i in range(9, 21)
+        )
+    )
+    lo, hi = wilson_interval(48, 48)
+    assert lo == pytest.approx(0.9259, abs=1e-4) and hi == pytest.approx(1.0)
+    c = share([1] * 46 + [0] * 2, 0.5, "3-digit accuracy at least 50%")
+    assert c.verdict == "AGREES" and c.null == 0.5 and c.lo > 0.5
+    c = share([1] * 12 + [0] * 36, 0.2, "4-digit accuracy at least 20%")
+    assert c.verdict == "INCONCLUSIVE" and c.lo < 0.2 < c.effect and c.n_needed > 48
+    assert share([1] * 2 + [0] * 46, 0.5, "x").verdict == "DEPARTS"
+    with pytest.raises(ValueError, match="0/1"):
+        share([0.5, 1], 0.5, "x")

@@ -27,6 +27,7 @@ from nbkit.experiments.star.data import (
 from nbkit.experiments.star.run import evaluate
 from nbkit.runs import Registry, RunError
 from nbkit.tasks import FIXTURES, Arithmetic
+from nbkit.tasks.base import count_by_difficulty
 
 CONFIGS = __import__("pathlib").Path(__file__).resolve().parent.parent / "configs"
 
@@ -51,6 +52,11 @@ def rationalizable(a: int, b: int) -> bool:
     return _h(f"hint {a}+{b}") % 2 == 0
 
 
+def retry_solvable(a: int, b: int) -> bool:
+    """Sampled at a temperature (the retries), the fake model also gets these right."""
+    return _h(f"retry {a}+{b}") % 2 == 0
+
+
 class FakeSampler:
     """Stands in for the `sample` stage: answers from a hash of the question, records what it was asked."""
 
@@ -66,6 +72,7 @@ class FakeSampler:
             a, b = map(int, re.search(r"(?:What is |Question: )(\d+) \+ (\d+)", text).groups())
             hinted = "Hint" in text or "the answer is" in text
             right = (rationalizable(a, b) if hinted else solvable(a, b)) and not self.always_wrong
+            right = right or (cfg.temperature > 0 and retry_solvable(a, b) and not hinted)
             answer = a + b if right else a + b + 1
             note = " (as the hint says)" if hinted and self.mention_hint else ""
             out.append([f"Ones: some work{note}.\nAnswer: {answer}"] * cfg.samples_per_problem)
@@ -345,7 +352,54 @@ def test_loop_counts_lineage_and_records(fake, registry, stages):
     assert len(result.plot().lines) == 4 and len(result.plot_kept().patches) == 4
     assert len(result.plot_work().lines) == 6
     plt.close("all")
-    assert [c.claim.split(",")[0] for c in result.claims()] == ["held-out accuracy", "3-digit accuracy"]
+    assert [c.claim for c in result.claims()] == [
+        "held-out accuracy, iteration 2 minus the seed model's",
+        "3-digit accuracy, iteration 1 minus the seed model's",
+        "3-digit accuracy, iteration 2 minus the seed model's",
+        "3-digit accuracy, iteration 2 minus iteration 1",
+    ]
+    assert {r["faithful"] for r in result.eval_rows(2)} <= {True, False}  # arithmetic checks every step
+    targets = result.target_claims()
+    assert [c.claim for c in targets] == [
+        "3-digit accuracy of iteration 2, at least 50%",
+        *[
+            f"right 2-4 digit answers of iteration {i} with every step right, at least 90%"
+            for i in (1, 2)
+            if result.faithful_vector(i)
+        ],
+    ]
+
+
+def test_retries_sample_the_failures_again_at_a_temperature_before_the_hint(
+    fake, no_training, registry, stages
+):
+    cfg = smoke(iterations=1, retry_samples=3, retry_temperature=0.9, name="retry")
+    result = star.run(cfg, registry, **stages)
+    task = build_task(cfg)
+    problems = train_problems(cfg, task, sum(seed_examples(cfg, task), []))
+    ab = [(p.meta["a"], p.meta["b"]) for p in problems]
+    first = [x for x in ab if solvable(*x)]
+    retried = [x for x in ab if not solvable(*x) and retry_solvable(*x)]
+    left = [x for x in ab if not solvable(*x) and not retry_solvable(*x)]
+    assert [c["desc"] for c in fake.calls] == [
+        "iter 1: rationales",
+        "iter 1: resampling",
+        "iter 1: rationalizing",
+    ]
+    assert len(fake.calls[1]["chats"]) == len(ab) - len(first) and len(fake.calls[2]["chats"]) == len(left)
+    it1 = result.iterations[1]
+    assert (it1["correct"], it1["resampled"]) == (len(first) + len(retried), len(retried))
+    assert it1["rationalized"] == sum(rationalizable(*x) for x in left)
+    records = [json.loads(x) for x in (registry.root / "smoke-retry-iter1" / "rationales.jsonl").open()]
+    assert sum(r["source"] == "direct" for r in records) == len(first) + len(retried)
+
+
+def test_seed_long_examples_show_the_format_at_every_length():
+    cfg = smoke(seed_examples=12, seed_long_examples=2, seed_task_args={"digits": [1]}, primer_hints=0.0)
+    plain, hinted = seed_examples(cfg, build_task(cfg))
+    assert count_by_difficulty(plain) == {1: 8, 2: 2, 3: 2} and hinted == []
+    with pytest.raises(ConfigError, match="seed_long_examples=6 x 2 longer digit counts"):
+        seed_examples(dataclasses.replace(cfg, seed_long_examples=6), build_task(cfg))
 
 
 def test_no_rationalization_and_restart_off(fake, no_training, registry, stages):

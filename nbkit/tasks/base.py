@@ -39,6 +39,15 @@ def completion_text(completion) -> str:
     return str(completion)
 
 
+def split_rationale(text: str, answer_prefix: str = "Answer:") -> str:
+    """The rationale part of a completion: everything before its last answer line.
+
+    Example: "2+3=5 -> 5\\nAnswer: 5" -> "2+3=5 -> 5"
+    """
+    cut = text.rfind(answer_prefix)
+    return (text[:cut] if cut >= 0 else text).rstrip()
+
+
 class Task:
     name = "task"
     answer_prefix = "Answer:"
@@ -177,14 +186,18 @@ class Task:
         batch_size: int = 64,
         messages=None,
         progress: bool = True,
+        sampler=None,
     ) -> dict:
         """Greedy accuracy on `examples`, overall and per difficulty.
 
         Returns {"accuracy": float, "by_difficulty": {d: acc}, "n": int, "rows": [{question, answer, completion,
         correct, difficulty}]}. `messages` optionally maps an Example to its chat (e.g. a few-shot prompt).
+        `sampler`: a function with nbkit.sampling.sample's signature (default: that one; the apps pass their
+        serving engine's `Engine.sample`, so an evaluation shares the batch with the room's answers).
         """
         from nbkit.sampling import sample
 
+        sample = sampler or sample
         if not examples:
             raise TaskError(f"{self.name}: nothing to evaluate (0 examples)")
         chats = [messages(ex) if messages else self.chat(ex) for ex in examples]
@@ -210,6 +223,10 @@ class Task:
             }
             for ex, s in zip(examples, out.items)
         ]
+        for row, ex in zip(rows, examples):  # is every step right, where the task can tell (arithmetic)
+            steps = self.faithful(ex, split_rationale(row["completion"], self.answer_prefix))
+            if steps is not None:
+                row["faithful"] = steps
         return {**accuracy_table(rows), "rows": rows}
 
 

@@ -46,12 +46,23 @@ class StarConfig(ExperimentConfig):
     lr: float = opt(1e-5, "SFT learning rate (paper: 1e-6 for GPT-J 6B)")
     temperature: float = opt(0.0, "rationale sampling temperature (paper: ~0, greedy)")
     samples_per_problem: int = opt(1, "rationales sampled per problem (paper: 1)")
+    retry_samples: int = opt(
+        0,
+        "> 0: the problems the first pass gets wrong get this many more rationales at retry_temperature, without the"
+        " hint, before rationalization (the paper samples once; ReST and rejection-sampling fine-tuning sample more)",
+    )
+    retry_temperature: float = opt(0.7, "sampling temperature of those retries")
     max_new_tokens: int = opt(128, "rationale length limit, in tokens")
     seeding: str = opt(
         "primer", "primer (SFT on seed rationales, small models) | fewshot (the paper's prompt)"
     )
     seed_examples: int = opt(64, "rationale examples in the primer or the prompt")
     seed_task_args: dict | None = opt({"digits": [1, 2]}, "arithmetic: task arguments of the (easy) seeds")
+    seed_long_examples: int = opt(
+        0,
+        "arithmetic: of the seed_examples, this many worked examples of each longer digit count of the task (those"
+        " seed_task_args leave out), so the primer has seen the format at every length (not in the paper)",
+    )
     seed_rationales: str | None = opt(
         None, "jsonl file of task rows plus 'rationale' (the seeds); from Python or YAML also a list of rows"
     )
@@ -160,6 +171,11 @@ def validate(cfg: StarConfig) -> None:
     need(0 <= cfg.primer_hints < 1, f"primer_hints is a share in [0, 1), got {cfg.primer_hints}")
     need(cfg.samples_per_problem >= 1, f"samples_per_problem must be >= 1, got {cfg.samples_per_problem}")
     need(cfg.temperature >= 0, f"temperature must be >= 0, got {cfg.temperature}")
+    need(
+        cfg.retry_samples >= 0 and cfg.retry_temperature > 0,
+        f"retry_samples must be >= 0 and retry_temperature > 0, got {cfg.retry_samples}, {cfg.retry_temperature}",
+    )
+    need(cfg.seed_long_examples >= 0, f"seed_long_examples must be >= 0, got {cfg.seed_long_examples}")
     need(
         cfg.first_steps >= 1 and cfg.step_scale > 0 and cfg.step_growth >= 0,
         "first_steps must be >= 1, "

@@ -9,15 +9,7 @@ from pathlib import Path
 
 from nbkit.errors import ConfigError
 from nbkit.experiments.star.config import StarConfig
-
-
-def split_rationale(text: str, answer_prefix: str = "Answer:") -> str:
-    """The rationale part of a completion: everything before its last answer line.
-
-    Example: "2+3=5 -> 5\\nAnswer: 5" -> "2+3=5 -> 5"
-    """
-    cut = text.rfind(answer_prefix)
-    return (text[:cut] if cut >= 0 else text).rstrip()
+from nbkit.tasks.base import split_rationale  # noqa: F401 (STaR's filter reads it from here)
 
 
 def filter_rationales(
@@ -104,7 +96,8 @@ def seed_examples(cfg: StarConfig, task) -> tuple[list, list]:
 
     The hinted ones demonstrate rationalization, as the paper's hint prompt does with worked examples and their
     answers: `primer_hints` of the `seed_examples`, drawn for arithmetic from the whole task (every digit count)
-    while the plain ones come from the easy `seed_task_args`. The few-shot seed shows every example plainly.
+    while the plain ones come from the easy `seed_task_args`, except `seed_long_examples` of each longer digit
+    count. The few-shot seed shows every example plainly.
     """
     n_hint = round(cfg.seed_examples * cfg.primer_hints) if cfg.seeding == "primer" else 0
     n_plain = cfg.seed_examples - n_hint
@@ -123,7 +116,19 @@ def seed_examples(cfg: StarConfig, task) -> tuple[list, list]:
             raise ConfigError("every seed_rationales row needs a 'rationale' field")
         pool = [dataclasses.replace(task.parse(r), rationale=str(r["rationale"])) for r in rows]
     elif cfg.task == "arithmetic":
-        plain = spread_draw(build_task(cfg, seed_side=True), n_plain, "star-seed")
+        easy = build_task(cfg, seed_side=True)
+        longer = [d for d in task.digits if d not in easy.digits] if cfg.seed_long_examples else []
+        n_long = cfg.seed_long_examples * len(longer)
+        if n_long >= n_plain:
+            raise ConfigError(
+                f"seed_long_examples={cfg.seed_long_examples} x {len(longer)} longer digit counts leaves none of "
+                f"the {n_plain} plain seed examples for the easy sums; raise seed_examples"
+            )
+        plain = spread_draw(easy, n_plain - n_long, "star-seed")
+        for d in longer:  # a handful at each longer length, with the task's format
+            one = copy.copy(easy)
+            one.digits = (d,)
+            plain += one.train(cfg.seed_long_examples, salt="star-seed-long")
         return plain, spread_draw(task, n_hint, "star-hint")
     else:
         pool = [ex for ex in task.train(cfg.seed_examples, salt="star-seed") if ex.rationale]

@@ -55,8 +55,8 @@ class StarResult:
 
     def work_frame(self):
         """Per iteration and difficulty: accuracy, the share of held-out answers that show any work before the
-        answer line, and the share that is right *and* shows work. STaR's answer-only filter cannot tell a worked
-        answer from a bare one."""
+        answer line, the share that is right *and* shows work, and (tasks that can check each step) the share
+        right with every step right. STaR's answer-only filter cannot tell a worked answer from a bare one."""
         import pandas as pd
 
         out = []
@@ -74,9 +74,24 @@ class StarResult:
                         "accuracy": sum(r["correct"] for r in rows) / len(rows),
                         "shows_work": len(worked) / len(rows),
                         "correct_with_work": sum(r["correct"] for r in worked) / len(rows),
+                        "correct_faithful": (
+                            sum(r["correct"] and r["faithful"] for r in rows) / len(rows)
+                            if all("faithful" in r for r in rows)
+                            else float("nan")
+                        ),
                     }
                 )
         return pd.DataFrame(out)
+
+    def faithful_vector(self, iteration: int, digits=(2, 3, 4)) -> list[float]:
+        """Per held-out problem answered right (difficulty in `digits`): 1.0 when every step of its scratchpad is
+        right too, else 0.0. Empty when the task cannot check steps."""
+        rows = [r for r in self.eval_rows(iteration) if r["correct"] and r["difficulty"] in digits]
+        return (
+            [float(r["faithful"]) for r in rows if "faithful" in r]
+            if all("faithful" in r for r in rows)
+            else []
+        )
 
     def before_after(self, difficulty: int | None = None, n: int = 3) -> list[dict]:
         """Held-out questions with the seed model's completion and the last iteration's, fixed ones first."""
@@ -133,9 +148,10 @@ class StarResult:
         ax.legend(fontsize=8)
         return ax
 
-    def plot_work(self, ax=None):
-        """Per difficulty and iteration: held-out accuracy (solid) and the share right *with* work shown (dashed).
-        Where the lines part, the model answers without its scratchpad."""
+    def plot_work(self, ax=None, title: str = "Right answers, with and without a rationale"):
+        """Per difficulty and iteration: held-out accuracy (solid) and the share right *with* work shown (dashed),
+        or, where the task checks every step, right with every step right (dashed). Where the lines part, the
+        model answers without its scratchpad, or with a wrong one."""
         import matplotlib.pyplot as plt
 
         from nbkit.plots import caption
@@ -143,18 +159,18 @@ class StarResult:
         df = self.work_frame()
         ax = ax or plt.subplots(figsize=(6.5, 4))[1]
         unit = "-digit" if self.config.task == "arithmetic" else ""
+        steps = bool(df["correct_faithful"].notna().all())
+        inner, what = (
+            ("correct_faithful", "every step right") if steps else ("correct_with_work", "work shown")
+        )
         for d, part in df.groupby("difficulty"):
             line = ax.plot(part["iteration"], part["accuracy"], marker="o", label=f"{d}{unit}: right")[0]
-            dashed = dict(
-                ls="--", marker="x", color=line.get_color(), label=f"{d}{unit}: right, with work shown"
-            )
-            ax.plot(part["iteration"], part["correct_with_work"], **dashed)
+            dashed = dict(ls="--", marker="x", color=line.get_color(), label=f"{d}{unit}: right, {what}")
+            ax.plot(part["iteration"], part[inner], **dashed)
         ax.set(
             xlabel="STaR iteration (0 = seed model)", ylabel="share of held-out problems", ylim=(-0.03, 1.03)
         )
-        ax.set_title(
-            f"Right answers, with and without a rationale\n{caption(self.config.profile)}", fontsize=9
-        )
+        ax.set_title(f"{title}\n{caption(self.config.profile)}", fontsize=9)
         ax.set_xticks(sorted(df["iteration"].unique()))
         ax.legend(fontsize=7)
         return ax
@@ -219,6 +235,40 @@ class StarResult:
         what = f"{difficulty}-digit accuracy, iteration {i} minus the seed model's"
         return paired(self.correct_vector(i, difficulty), self.correct_vector(0, difficulty), what)
 
+    def claim_climb(self, difficulty: int):
+        """The paper's curriculum: longer sums keep improving after the first iteration. Paired over the held-out
+        problems of one difficulty, iteration 1 vs the last."""
+        from nbkit.claims import paired
+
+        last = len(self.runs) - 1
+        what = f"{difficulty}-digit accuracy, iteration {last} minus iteration 1"
+        return paired(self.correct_vector(last, difficulty), self.correct_vector(1, difficulty), what)
+
+    def claim_faithful(self, iteration: int, target: float = 0.9):
+        """The kept data are rationales: of the right 2-4 digit held-out answers of `iteration`, at least `target`
+        carry a scratchpad right at every step (a level, with its Wilson interval and binomial test)."""
+        from nbkit.claims import share
+
+        what = (
+            f"right 2-4 digit answers of iteration {iteration} with every step right, at least {target:.0%}"
+        )
+        return share(self.faithful_vector(iteration), target, what)
+
+    def target_claims(self, levels: dict[int, float] | None = None, faithful: float = 0.9) -> list:
+        """The cpu profile's targets (not the paper's claims): held-out accuracy of the last iteration at least
+        `levels` per digit count (default 3-digit 50%, 4-digit 20%), and `faithful` of the right 2-4 digit answers
+        with every step right in every iteration, each a level with its interval."""
+        from nbkit.claims import share
+
+        last, out = len(self.runs) - 1, []
+        digits = set(self.config.task_args.get("digits", []))
+        for d, level in (levels or {3: 0.5, 4: 0.2}).items():
+            if d in digits and last > 0:
+                what = f"{d}-digit accuracy of iteration {last}, at least {level:.0%}"
+                out.append(share(self.correct_vector(last, d), level, what))
+        out += [self.claim_faithful(i, faithful) for i in range(1, last + 1) if self.faithful_vector(i)]
+        return out
+
     def train_set(self) -> Counter:
         """The train problems every iteration went over, drawn again from the config (no model needed), as
         {problem_key: count}."""
@@ -263,8 +313,9 @@ class StarResult:
 
     def claims(self, without: StarResult | None = None) -> list:
         """The notebook's claims: accuracy rises; rationalization keeps more of the train set (against the arm
-        `without` it); 3-digit sums after iteration 1, and the longest sums in the pool (never in the primer) at
-        the last iteration, against the seed model. A loop that finished no iteration gives one DEPARTS line."""
+        `without` it); 3-digit sums after iteration 1, and every digit count of 3 or more at the last iteration,
+        against the seed model; those digit counts still rising after iteration 1 (the curriculum). A loop that
+        finished no iteration gives one DEPARTS line."""
         if len(self.runs) < 2:
             return [f"DEPARTS: no iteration finished ({self.stopped})"]
         out = [self.claim_accuracy_rises()]
@@ -277,6 +328,8 @@ class StarResult:
         digits = sorted(self.config.task_args.get("digits", [])) if self.config.task == "arithmetic" else []
         if digits:
             out.append(self.claim_difficulty_rises(min(3, digits[-1]), iteration=1))
-            if digits[-1] > 3:
-                out.append(self.claim_difficulty_rises(digits[-1], iteration=-1))
+            longer = [d for d in digits if d >= 3]
+            out += [self.claim_difficulty_rises(d, iteration=-1) for d in longer]
+            if len(self.runs) > 2:
+                out += [self.claim_climb(d) for d in longer]
         return out

@@ -20,12 +20,13 @@ from nbkit.files import read_jsonl
 SEED_EVAL_KEYS = ("task", "task_args", "test_problems", "max_new_tokens", "seeding", "seed_examples", "seed")
 
 
-def samples(loop, source: str, model, tok, prompts: list, seed: int, desc: str) -> list[list[str]]:
+def samples(loop, source: str, model, tok, prompts: list, seed: int, desc: str, cfg=None) -> list[list[str]]:
     """The loop's `sample` stage, remembered in the registry (.cache/star-samples/): the arms of an ablation that
     start from the same registered model (`source`), with the same prompts, seed and sampling settings, get the same
     completions without sampling again (the 01 notebook's two arms save about 3 minutes on 2 cores). Only a single
-    process uses it: under several, each rank's shard differs, and only rank 0 writes to the registry."""
-    cfg, chat = loop.cfg, loop.task.uses_chat
+    process uses it: under several, each rank's shard differs, and only rank 0 writes to the registry. `cfg`: the
+    loop's config with other sampling settings (the retries)."""
+    cfg, chat = cfg or loop.cfg, loop.task.uses_chat
     if dist.world() > 1:
         return loop.stages["sample"](cfg, model, tok, prompts, seed, desc, chat, progress=loop.progress)
     record = Path(loop.reg.root) / source / "run.json"

@@ -274,13 +274,23 @@ class Loop:
         rule = dict(faithful=cfg.keep == "faithful", worked=cfg.keep == "worked")
         kept, failed = filter_rationales(task, mine, texts, **rule)
         live.record_samples(task, mine, texts)  # the live view of a notebook cell, if any
+        resampled = []
+        if cfg.retry_samples and failed:  # more tries, at a temperature, for what the first pass got wrong
+            retry = dataclasses.replace(
+                cfg, samples_per_problem=cfg.retry_samples, temperature=cfg.retry_temperature
+            )
+            prompts, seed = [self.chat(ex) for ex in failed], 1000 * cfg.seed + 250 + i
+            texts = self.sample_once(current, model, tok, prompts, seed, f"iter {i}: resampling", retry)
+            resampled, failed = filter_rationales(task, failed, texts, **rule)
         rationalized = []
         if cfg.rationalization and failed:
             prompts, seed = [self.chat(ex, hint=ex.answer) for ex in failed], 1000 * cfg.seed + 500 + i
             texts = self.sample_once(current, model, tok, prompts, seed, f"iter {i}: rationalizing")
             rationalized, _ = filter_rationales(task, failed, texts, hinted=True, **rule)
-        kept, rationalized = dist.gather(kept), dist.gather(rationalized)
+        n_resampled = sum(dist.gather([len(resampled)]))
+        kept, rationalized = dist.gather(kept + resampled), dist.gather(rationalized)
         stats = iteration_stats(len(self.problems), len(kept), len(rationalized))
+        stats["resampled"] = n_resampled  # of the `correct`: right only on a retry
         stats["kept_by_difficulty"] = count_by_difficulty([ex for ex, _ in kept + rationalized])
         stats |= faithful_counts(task, kept, rationalized)
         stats["unworked_correct"] = sum(not r.strip() for _, r in kept)
@@ -292,8 +302,9 @@ class Loop:
             faithful = (
                 f"; right at every step: {stats['faithful_correct']} and {stats['faithful_rationalized']}"
             )
+        retried = f" ({n_resampled} on a retry)" if cfg.retry_samples else ""
         self.say(
-            f"[star] iteration {i}: {stats['correct']}/{stats['tried']} correct, {stats['rationalized']} "
+            f"[star] iteration {i}: {stats['correct']}/{stats['tried']} correct{retried}, {stats['rationalized']} "
             f"rationalized -> training on {stats['kept']} ({stats['used_fraction']:.0%} of the train set){faithful}"
         )
         return kept, rationalized, stats
@@ -387,9 +398,12 @@ class Loop:
         writer.log(metrics, step=summary.get("steps"))
         writer.set_summary(**summary)
 
-    def sample_once(self, source: str, model, tok, prompts: list, seed: int, desc: str) -> list[list[str]]:
-        """The `sample` stage, or what it gave before for the same model, prompts and settings (reuse.py)."""
-        return reuse.samples(self, source, model, tok, prompts, seed, desc)
+    def sample_once(
+        self, source: str, model, tok, prompts: list, seed: int, desc: str, cfg=None
+    ) -> list[list[str]]:
+        """The `sample` stage, or what it gave before for the same model, prompts and settings (reuse.py); `cfg`:
+        the loop's config with other sampling settings."""
+        return reuse.samples(self, source, model, tok, prompts, seed, desc, cfg)
 
     def earlier_seed_eval(self) -> dict | None:
         """Another loop's held-out evaluation of the same seed model on the same problems, if any (reuse.py)."""
