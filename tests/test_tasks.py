@@ -5,7 +5,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from nbkit.tasks import FIXTURES, GSM8K, Arithmetic, MultipleChoice, TaskError, accuracy_table, make_task
-from nbkit.tasks.arithmetic import column_scratchpad, in_test_split, scratchpad
+from nbkit.tasks.arithmetic import carry_scratchpad, column_scratchpad, in_test_split, scratchpad
 
 
 def test_scratchpad_golden():
@@ -41,8 +41,29 @@ def test_column_scratchpad_writes_the_sum_right_to_left(a, b):
     assert not task.faithful(ex, ex.rationale.replace("write", "put", 1))
 
 
+def test_carry_scratchpad_golden():
+    assert carry_scratchpad(847, 285) == (
+        "847+285: 7+5+0=12, carry 1 -> 2\n84+28: 4+8+1=13, carry 1 -> 32\n8+2: 8+2+1=11, carry 1 -> 132\n"
+        "carry 1 -> 1132"
+    )
+    assert carry_scratchpad(3, 4) == "3+4: 3+4+0=7, carry 0 -> 7"
+
+
+@given(st.integers(0, 99999), st.integers(0, 99999))
+@settings(max_examples=200, deadline=None)
+def test_carry_scratchpad_ends_in_the_sum_and_copies_each_carry(a, b):
+    lines = carry_scratchpad(a, b).split("\n")
+    assert int(lines[-1].split("-> ")[1]) == a + b
+    for above, line in zip(lines, lines[1:]):
+        if ": " in line:  # the carry a line adds is the one the line above wrote
+            assert line.split("=")[0].rsplit("+", 1)[1] == above.split("carry ")[1][0]
+    task = Arithmetic(scratchpad="carries")
+    ex = task.make(a, b)
+    assert task.is_correct(task.target(ex), ex) and task.faithful(ex, ex.rationale)
+
+
 def test_unknown_scratchpad_is_one_line():
-    with pytest.raises(TaskError, match="choose one of numbers, columns"):
+    with pytest.raises(TaskError, match="choose one of numbers, carries, columns"):
         Arithmetic(scratchpad="roman")
 
 

@@ -53,6 +53,30 @@ def scratchpad(a: int, b: int) -> str:
     return "\n".join(lines)
 
 
+def carry_scratchpad(a: int, b: int) -> str:
+    """`scratchpad`'s lines with the carry written out: every line adds the carry that comes in (also 0) and ends
+    with the carry that goes out, so the next line copies it from right above instead of working it out from a
+    total (the primer's commonest slip with `scratchpad` is a dropped carry).
+
+    Example: carry_scratchpad(847, 285) ->
+        "847+285: 7+5+0=12, carry 1 -> 2\n84+28: 4+8+1=13, carry 1 -> 32\n8+2: 8+2+1=11, carry 1 -> 132\n"
+        "carry 1 -> 1132"
+    """
+    sa, sb = str(a), str(b)
+    lines, carry, so_far = [], 0, ""
+    while sa or sb:
+        x, y = int(sa[-1]) if sa else 0, int(sb[-1]) if sb else 0
+        total = x + y + carry
+        expr = f"{sa or 0}+{sb or 0}: {x}+{y}+{carry}={total}"
+        carry, digit = divmod(total, 10)
+        so_far = f"{digit}{so_far}"
+        lines.append(f"{expr}, carry {carry} -> {so_far}")
+        sa, sb = sa[:-1], sb[:-1]
+    if carry:
+        lines.append(f"carry {carry} -> {carry}{so_far}")
+    return "\n".join(lines)
+
+
 def column_scratchpad(a: int, b: int) -> str:
     """One clause per column, right to left, with the carry that comes in: shorter than `scratchpad` (58 tokens
     for a 3-digit sum instead of 76) and the same length rule for every column.
@@ -71,7 +95,7 @@ def column_scratchpad(a: int, b: int) -> str:
     return " ".join(clauses)
 
 
-SCRATCHPADS = {"numbers": scratchpad, "columns": column_scratchpad}
+SCRATCHPADS = {"numbers": scratchpad, "carries": carry_scratchpad, "columns": column_scratchpad}
 
 
 def in_test_split(a: int, b: int, test_share: int = 5) -> bool:
