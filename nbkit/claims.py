@@ -103,6 +103,8 @@ class Claim:
             "p": self.p,
             "n": self.n,
             "n_needed": self.n_needed,
+            "direction": self.direction,
+            "null": self.null,
         }
 
 

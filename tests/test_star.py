@@ -659,7 +659,7 @@ def test_the_worked_filter_drops_a_bare_answer_and_the_result_counts_them(fake, 
     it1 = result.iterations[1]
     assert it1["correct"] > 0 and it1["unworked_correct"] == 0  # the fake sampler always shows some work
     work = result.work_frame()
-    assert list(work.columns) == "iteration difficulty n accuracy shows_work correct_with_work".split()
+    assert list(work.columns) == "iteration difficulty n accuracy shows_work correct_with_work correct_faithful".split()
     assert (work["correct_with_work"] <= work["accuracy"]).all() and work["shows_work"].between(0, 1).all()
     assert sorted(work["iteration"].unique()) == [0, 1]
 

@@ -36,7 +36,7 @@ module, e.g. `from nbkit.experiments.star.data import split_rationale`.
 
 from nbkit.experiments.star.config import PROFILES, StarConfig, step_schedule
 from nbkit.experiments.star.data import filter_rationales, primer_records, seed_examples
-from nbkit.experiments.star.result import StarResult
+from nbkit.experiments.star.result import StarResult, plot_side_by_side
 from nbkit.experiments.star.run import dry_run, run
 
 Config = StarConfig  # what `nbkit star` parses
@@ -48,6 +48,7 @@ __all__ = [
     "StarResult",
     "dry_run",
     "filter_rationales",
+    "plot_side_by_side",
     "primer_records",
     "run",
     "seed_examples",

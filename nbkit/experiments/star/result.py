@@ -38,7 +38,13 @@ class StarResult:
         import pandas as pd
 
         cols = ["iteration", "tried", "correct", "rationalized", "used_fraction", "steps", "accuracy"]
-        extra = ["faithful_correct", "faithful_rationalized", "unworked_correct", "unworked_rationalized"]
+        extra = [
+            "resampled",
+            "faithful_correct",
+            "faithful_rationalized",
+            "unworked_correct",
+            "unworked_rationalized",
+        ]
         extra = [k for k in extra if any(k in s for s in self.iterations)]
         return pd.DataFrame(
             {
@@ -184,7 +190,10 @@ class StarResult:
         frame = self.frame()
         data = frame[frame["iteration"] > 0]
         ax = ax or plt.subplots(figsize=(6.5, 4))[1]
-        ax.bar(data["iteration"], data["correct"], label="correct on its own")
+        retried = data["resampled"].fillna(0) if "resampled" in data else 0 * data["correct"]
+        ax.bar(data["iteration"], data["correct"] - retried, label="correct on its own, first try")
+        if retried.any():
+            ax.bar(data["iteration"], retried, bottom=data["correct"] - retried, label="correct on a retry")
         ax.bar(data["iteration"], data["rationalized"], bottom=data["correct"], label="rationalized (hint)")
         ax.axhline(self.config.problems_per_iteration, color="k", lw=0.8, ls=":", label="train set")
         ax.set(xlabel="STaR iteration", ylabel="problems kept for training", xticks=list(data["iteration"]))
@@ -333,3 +342,15 @@ class StarResult:
             if len(self.runs) > 2:
                 out += [self.claim_climb(d) for d in longer]
         return out
+
+
+def plot_side_by_side(results: dict[str, StarResult]):
+    """One panel per loop (label -> StarResult), each its `plot_work`: accuracy per digit count and iteration, and
+    the share right with every step right. The faithful loop beside the answer-only arm shows what each learned."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(results), figsize=(6.5 * len(results), 4.2), sharey=True, squeeze=False)
+    for ax, (label, result) in zip(axes[0], results.items()):
+        result.plot_work(ax=ax, title=label)
+    fig.tight_layout()
+    return fig

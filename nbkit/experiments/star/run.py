@@ -152,9 +152,11 @@ def dry_run(cfg: StarConfig, registry=None) -> str:
     replay = seeds if cfg.replay_seed and cfg.seeding != "fewshot" else 0
     for i in range(1, cfg.iterations + 1):
         steps = cfg.steps(i, len(problems) + replay)
-        what = f"sample {len(problems)} x {cfg.samples_per_problem}" + (
-            ", hint the misses" * cfg.rationalization
+        what = f"sample {len(problems)} x {cfg.samples_per_problem}"
+        what += f", the misses {cfg.retry_samples} more at T={cfg.retry_temperature:g}" * bool(
+            cfg.retry_samples
         )
+        what += ", hint the misses" * cfg.rationalization
         what += f", SFT {'at most ' * (cfg.train_epochs > 0)}{n_steps(steps)}, evaluate {len(test)}"
         runs.append((cfg.run_name(f"iter{i}"), "star-iteration", what, steps))
     data = [
