@@ -394,6 +394,23 @@ def test_retries_sample_the_failures_again_at_a_temperature_before_the_hint(
     assert sum(r["source"] == "direct" for r in records) == len(first) + len(retried)
 
 
+def test_replay_control_trains_the_primer_on_its_own_rows_only(fake, no_training, registry, stages):
+    cfg = smoke(iterations=1, replay_seed=True, train_epochs=2.0, batch_size=4, name="ctl")
+    result = star.run(cfg, registry, **stages)
+    control = star.replay_control(cfg, registry, train=no_training, evaluate=evaluate)
+    assert control.runs == ["smoke-ctl-iter0", "smoke-ctl-replay"]
+    assert registry.get("smoke-ctl-replay").parent == "smoke-ctl-primer"
+    assert no_training.steps[-1] == cfg.steps(1, cfg.seed_examples)  # 2 epochs over the primer's rows alone
+    untrained = control.correct_vector(1)  # no training: the primer's answers again
+    assert untrained == result.correct_vector(0)
+    claim = result.claim_beats_control(control, 1)
+    assert claim.n == 2 and "primer trained as long on its own rows" in claim.claim
+    again = star.replay_control(cfg, registry, train=no_training, evaluate=evaluate)  # registered: read back
+    assert again.iterations[1] == control.iterations[1] and len(no_training.steps) == 3
+    with pytest.raises(ConfigError, match="replay_seed=True"):
+        star.replay_control(dataclasses.replace(cfg, replay_seed=False), registry)
+
+
 def test_seed_long_examples_show_the_format_at_every_length():
     cfg = smoke(seed_examples=12, seed_long_examples=2, seed_task_args={"digits": [1]}, primer_hints=0.0)
     plain, hinted = seed_examples(cfg, build_task(cfg))
@@ -659,7 +676,10 @@ def test_the_worked_filter_drops_a_bare_answer_and_the_result_counts_them(fake, 
     it1 = result.iterations[1]
     assert it1["correct"] > 0 and it1["unworked_correct"] == 0  # the fake sampler always shows some work
     work = result.work_frame()
-    assert list(work.columns) == "iteration difficulty n accuracy shows_work correct_with_work correct_faithful".split()
+    assert (
+        list(work.columns)
+        == "iteration difficulty n accuracy shows_work correct_with_work correct_faithful".split()
+    )
     assert (work["correct_with_work"] <= work["accuracy"]).all() and work["shows_work"].between(0, 1).all()
     assert sorted(work["iteration"].unique()) == [0, 1]
 

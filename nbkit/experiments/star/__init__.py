@@ -37,7 +37,7 @@ module, e.g. `from nbkit.experiments.star.data import split_rationale`.
 from nbkit.experiments.star.config import PROFILES, StarConfig, step_schedule
 from nbkit.experiments.star.data import filter_rationales, primer_records, seed_examples
 from nbkit.experiments.star.result import StarResult, plot_side_by_side
-from nbkit.experiments.star.run import dry_run, run
+from nbkit.experiments.star.run import dry_run, replay_control, run
 
 Config = StarConfig  # what `nbkit star` parses
 
@@ -50,6 +50,7 @@ __all__ = [
     "filter_rationales",
     "plot_side_by_side",
     "primer_records",
+    "replay_control",
     "run",
     "seed_examples",
     "step_schedule",

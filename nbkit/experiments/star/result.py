@@ -253,6 +253,19 @@ class StarResult:
         what = f"{difficulty}-digit accuracy, iteration {last} minus iteration 1"
         return paired(self.correct_vector(last, difficulty), self.correct_vector(1, difficulty), what)
 
+    def claim_beats_control(self, control: StarResult, difficulty: int):
+        """By the paper's mechanism: iteration 1, trained on the model's own rationales plus the primer's rows, beats
+        the seed model trained as long on the primer's rows alone (`run.replay_control`). Paired over the held-out
+        problems of one difficulty."""
+        from nbkit.claims import paired
+
+        if control.iterations[-1].get("n_test") != self.iterations[1].get("n_test"):
+            raise ValueError("the control was evaluated on other held-out problems than this loop")
+        what = (
+            f"{difficulty}-digit accuracy after iteration 1 minus the primer trained as long on its own rows"
+        )
+        return paired(self.correct_vector(1, difficulty), control.correct_vector(1, difficulty), what)
+
     def claim_faithful(self, iteration: int, target: float = 0.9):
         """The kept data are rationales: of the right 2-4 digit held-out answers of `iteration`, at least `target`
         carry a scratchpad right at every step (a level, with its Wilson interval and binomial test)."""

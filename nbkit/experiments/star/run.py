@@ -131,6 +131,56 @@ def run(
     return loop.result(names, stopped)
 
 
+def replay_control(
+    cfg: StarConfig,
+    registry=None,
+    *,
+    progress: bool = True,
+    train: Callable = train,
+    evaluate: Callable = evaluate,
+) -> StarResult:
+    """The control of iteration 1: the seed model fine-tuned as iteration 1 fine-tunes it (the same epochs, schedule
+    and learning rate over the rows) on the primer's replayed rows alone, with nothing the loop wrote, then evaluated
+    on the same held-out problems. Registers `<profile>-<name>-replay` (no checkpoint); returns a StarResult of
+    iteration 0 and the control. Iteration 1 against it separates what the model learned from its own rationales
+    from what two more passes over the primer's worked examples teach (`StarResult.claim_beats_control`)."""
+    from nbkit.runs import Registry
+
+    if not cfg.replay_seed or cfg.seeding == "fewshot":
+        raise ConfigError(
+            "the replay control needs a primer whose rows every iteration replays (replay_seed=True)"
+        )
+    loop = Loop.start(
+        cfg, registry or Registry(), dict(sample=None, train=train, evaluate=evaluate), progress
+    )
+    loop.primer()
+    loop.seed_eval()
+    name = cfg.run_name("replay")
+
+    def build(writer):
+        t0, (model, tok) = _now(), loop.model_of(loop.seed_run)
+        records = primer_records(loop.task, loop.plain, loop.hinted)
+        rows = [{k: v for k, v in r.items() if k in {"prompt", "completion"}} for r in records]
+        steps = cfg.steps(1, len(rows))
+        loop.say(
+            f"[star] control: {loop.seed_run} fine-tuned {steps} steps on its own {len(rows)} rows -> {name}"
+        )
+        student = train(
+            cfg, copy.deepcopy(model), tok, rows, writer, steps=steps, lr=cfg.lr, progress=progress
+        )
+        ev = evaluate(cfg, student.model, tok, loop.task, loop.test, loop.task.chat, progress=progress)
+        loop.say(f"[star] control: held-out accuracy {ev['accuracy']:.1%} {_fmt(ev)}")
+        summary = dict(iteration=1, steps=steps, records=len(rows), **_eval_summary(ev), **_since(t0))
+        loop.save(writer, None, None, {"eval.jsonl": ev["rows"]}, **summary)
+
+    config = loop.config(iteration=1, control="primer rows only")
+    loop.reg.ensure(name, "star-control", config, build, loop.seed_run, ignore=RESUMABLE_CHANGES)
+    names = [cfg.run_name("iter0"), name]
+    return StarResult(
+        cfg, [loop.summary_of(n) for n in names], names, loop.seed_run, None, str(loop.reg.root)
+    )
+
+
 def dry_run(cfg: StarConfig, registry=None) -> str:
     """What `run(cfg, registry)` would do, without a model: the data it draws (`draw`), every run it would register
     with its optimizer steps, and which of them the registry holds already (`nbkit star --dry-run`). Iterations
