@@ -1,6 +1,6 @@
 """Chat with one checkpoint on gr.ChatInterface: layout and event wiring only (the logic is nbkit.serve.backend.Backend).
 
-Regenerate, undo, edit, copy and Stop are Gradio's own Chatbot events. A refused request (empty message, stop
+Regenerate, undo, edit, copy and Stop (the square button while an answer streams) are Gradio's own events. A refused request (empty message, stop
 string too long, ...) shows a warning and a note in the chat; the conversation stays.
 
     nbkit chat smollm2-135m            # or a run name, a hub id, a checkpoint or LoRA adapter folder
@@ -11,7 +11,7 @@ import gradio as gr
 from nbkit.errors import NbkitError
 from nbkit.serve.backend import Backend, label_message
 from nbkit.serve.limits import RANGES
-from nbkit.serve.ui import ui_warn
+from nbkit.serve.ui import Blocks, ui_warn
 
 
 def build(backend: Backend) -> gr.Blocks:
@@ -24,7 +24,7 @@ def build(backend: Backend) -> gr.Blocks:
             gr.Warning(str(e))
             yield label_message(f"⚠ Not answered: {e}")
 
-    with gr.Blocks(title="nbkit chat", fill_height=True) as demo:
+    with Blocks(title="nbkit chat", fill_height=True) as demo:
         gr.Markdown(
             "## nbkit chat\nPick a model (registry runs appear here), then type. Switching model keeps the chat."
         )
@@ -46,8 +46,8 @@ def build(backend: Backend) -> gr.Blocks:
                 max_new = gr.Slider(
                     1, cfg.max_new_tokens, value=cfg.default_new_tokens, step=1, label="Max new tokens"
                 )
-                seed = gr.Number(
-                    value=None, precision=0, label="Seed (empty = random)", minimum=0, maximum=lim.max_seed
+                seed = gr.Textbox(  # a Number box shows and sends 0 when empty: every answer would be seeded
+                    value="", label="Seed (empty = random)", placeholder="random", max_length=12
                 )
             stops = gr.Textbox(
                 label=f"Stop strings (comma-separated; at most {lim.max_stops}, {lim.max_stop_chars} characters each)",
@@ -61,7 +61,10 @@ def build(backend: Backend) -> gr.Blocks:
             respond,
             chatbot=chatbot,
             textbox=gr.Textbox(
-                placeholder="Ask something, then press Enter", elem_id="message", submit_btn=True
+                placeholder="Ask something, then press Enter",
+                elem_id="message",
+                submit_btn=True,
+                stop_btn=True,
             ),
             additional_inputs=[model, system, temperature, top_p, top_k, repetition, max_new, stops, seed],
             editable=True,
@@ -72,9 +75,18 @@ def build(backend: Backend) -> gr.Blocks:
             export = gr.Button("Download conversation (JSON)", elem_id="export", scale=1)
             exported = gr.File(label="Conversation", visible=False, scale=2, elem_id="exported")
 
-        def save(history, label):
-            return gr.File(value=backend.export_chat(history, label), visible=True)
+        def save(history, label, system, temperature, top_p, top_k, repetition, max_new, stop, seed):
+            settings = dict(
+                system=system, temperature=temperature, top_p=top_p, top_k=top_k, stop=stop, seed=seed
+            )
+            settings.update(repetition_penalty=repetition, max_new_tokens=max_new)
+            return gr.File(value=backend.export_chat(history, label, settings), visible=True)
 
-        export.click(ui_warn(save, 1), [chat.chatbot, model], exported, api_name="export")
+        export.click(
+            ui_warn(save, 1),
+            [chat.chatbot, model, system, temperature, top_p, top_k, repetition, max_new, stops, seed],
+            exported,
+            api_name="export",
+        )
         refresh.click(lambda: gr.Dropdown(choices=backend.choices()), None, model, api_name="models")
     return demo

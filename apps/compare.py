@@ -10,10 +10,10 @@ round". Side-by-side and token-view answers name their models and never count as
 
 import gradio as gr
 
+from nbkit.serve.arena import batch_choices
 from nbkit.serve.backend import Backend
 from nbkit.serve.limits import RANGES
-from nbkit.serve.ui import ui_errors, ui_warn
-from nbkit.tasks import TASKS
+from nbkit.serve.ui import Blocks, ui_errors, ui_warn
 
 MAX_SIDE = 4
 VOTES = [("left", "A is better"), ("right", "B is better"), ("tie", "Tie"), ("both_bad", "Both bad")]
@@ -23,9 +23,8 @@ def build(backend: Backend) -> gr.Blocks:
     cfg, lim = backend.cfg, backend.limits
     choices = backend.choices()
     defaults = backend.default_models if len(backend.default_models) >= 2 else choices[:2]
-    pool = backend.arena.pool
 
-    with gr.Blocks(title="nbkit arena") as demo:
+    with Blocks(title="nbkit arena") as demo:
         gr.Markdown("## nbkit arena\nCompare checkpoints: blind votes feed the leaderboard.")
         with gr.Accordion("Generation settings", open=False):
             system = gr.Textbox(label="System prompt", value="", max_length=cfg.max_input_chars)
@@ -39,9 +38,21 @@ def build(backend: Backend) -> gr.Blocks:
         settings = [system, temperature, top_p, max_new]
 
         with gr.Tab("Blind A/B"):
+            with gr.Row():
+                code = gr.Textbox(
+                    label="Your join code (from your instructor; needed to vote)"
+                    if backend.attendees.required
+                    else "Your name (optional: lets the instructor count votes per person)",
+                    value="",
+                    elem_id="join-code",
+                    max_length=60,
+                    scale=2,
+                )
+                joined = gr.Markdown("", elem_id="joined")
+            saved_code = gr.BrowserState("", storage_key="nbkit-arena-join-code")  # typed once per browser
+            pool_line = gr.Markdown(backend.pool_text(), elem_id="pool")
             gr.Markdown(
-                f"Two of these {len(pool)} models answer, hidden: {', '.join(pool)}. Chat as long as you like, "
-                "then vote (blind answers are sampled, temperature at least "
+                "Chat as long as you like, then vote (blind answers are sampled, temperature at least "
                 f"{backend.BLIND_MIN_TEMPERATURE}). One vote per round."
             )
             with gr.Row():
@@ -102,6 +113,20 @@ def build(backend: Backend) -> gr.Blocks:
                 count_table = gr.Dataframe(counts, label="Battles between them")
             refresh = gr.Button("Refresh")
 
+        with gr.Tab("Instructor"):
+            gr.Markdown(
+                "Add a model to the blind pool while the arena runs, e.g. the model the room's votes just trained "
+                "(`nbkit runs list` names it). New rounds include it at once; the leaderboard shows whether the "
+                "room prefers it. Needs the instructor password (`NBKIT_INSTRUCTOR` where the server started)."
+            )
+            with gr.Row():
+                new_model = gr.Dropdown(
+                    choices, value=None, allow_custom_value=True, label="Model or run", elem_id="new-model"
+                )
+                password = gr.Textbox(label="Instructor password", type="password", elem_id="instructor-pw")
+            add = gr.Button("Add to the blind pool", elem_id="add-model")
+            added = gr.Markdown("", elem_id="added")
+
         with gr.Tab("Batch"):
             gr.Markdown(
                 "Scores each selected model on the same test examples of a task, greedy. Each example x model is "
@@ -109,7 +134,7 @@ def build(backend: Backend) -> gr.Blocks:
             )
             batch_models = gr.CheckboxGroup(choices, value=defaults, label="Models")
             with gr.Row():
-                task = gr.Dropdown(list(TASKS), value="arithmetic", label="Task")
+                task = gr.Dropdown(batch_choices(), value="arithmetic", label="Task")
                 n = gr.Slider(
                     1, lim.max_batch_work, value=min(20, lim.max_batch_work), step=1, label="Examples"
                 )
@@ -117,35 +142,45 @@ def build(backend: Backend) -> gr.Blocks:
             batch_table = gr.Dataframe(label="Accuracy (greedy)", interactive=False)
 
         # ---- wiring
-        def blind(text, current, system, temperature, top_p, max_new, request: gr.Request):
+        def blind(text, current, system, temperature, top_p, max_new, who, request: gr.Request):
+            current = backend.blind_round(current, who, request)  # a voted round is never continued
             turn = backend.blind_turn(text, current, system, temperature, top_p, max_new, request=request)
             for a, b, r, done in turn:
                 yield a, b, r, *[gr.Button(interactive=done) for _ in VOTES], ("" if done else gr.skip())
 
-        blind_out = [chat_a, chat_b, rnd, *vote_buttons, prompt]
-        ask.click(ui_warn(blind, len(blind_out)), [prompt, rnd, *settings], blind_out, api_name="blind")
-        prompt.submit(ui_warn(blind, len(blind_out)), [prompt, rnd, *settings], blind_out, api_name=False)
+        blind_in, blind_out = [prompt, rnd, *settings, code], [chat_a, chat_b, rnd, *vote_buttons, prompt]
+        ask.click(ui_warn(blind, len(blind_out)), blind_in, blind_out, api_name="blind")
+        prompt.submit(ui_warn(blind, len(blind_out)), blind_in, blind_out, api_name=False)
+
+        def boards(m):
+            return backend.leaderboard(), backend.leaderboard(m), backend.board_notes(m), *backend.matrices()
+
+        all_boards = [board_small, board, notes, win_table, count_table]
 
         def voter(outcome):
-            def vote(r, m, request: gr.Request):
-                text, r = backend.vote(r, outcome, request)
-                buttons = [gr.Button(interactive=False) for _ in VOTES]
-                return (
-                    text,
-                    r,
-                    backend.leaderboard(),
-                    *buttons,
-                    backend.leaderboard(m),
-                    backend.board_notes(m),
-                )
+            def vote(r, who, request: gr.Request):
+                return backend.vote(r, outcome, request, who)
 
             return vote
 
-        vote_out = [reveal, rnd, board_small, *vote_buttons, board, notes]
+        # The buttons go off at the click; the vote itself only writes the reveal, never the round state, so a
+        # vote answered after "New round" and the next question cannot bring the voted round back.
         for (outcome, _), button in zip(VOTES, vote_buttons):
             button.click(
-                ui_warn(voter(outcome), len(vote_out)), [rnd, method], vote_out, api_name=f"vote_{outcome}"
+                lambda: [gr.Button(interactive=False) for _ in VOTES], None, vote_buttons, queue=False
+            ).then(ui_warn(voter(outcome), 1), [rnd, code], reveal, api_name=f"vote_{outcome}").then(
+                ui_warn(boards, len(all_boards)), method, all_boards, api_name=False
             )
+
+        def join(who, request: gr.Request):
+            name = backend.attendee(who, request)
+            return who, (f"Voting as **{name}**." if name else "")
+
+        code.blur(ui_warn(join, 2), code, [saved_code, joined], api_name=False)
+        code.submit(ui_warn(join, 2), code, [saved_code, joined], api_name=False)
+        # a page opened later shows the votes as they are now, and the join code this browser typed before
+        demo.load(ui_warn(boards, len(all_boards)), method, all_boards, api_name=False)
+        demo.load(lambda saved: saved, saved_code, code, api_name=False)
 
         def fresh():
             return None, [], [], "", *[gr.Button(interactive=False) for _ in VOTES]
@@ -189,4 +224,12 @@ def build(backend: Backend) -> gr.Blocks:
         refresh.click(ui_warn(full_board, 4), method, board_out, api_name="leaderboard")
         method.change(ui_warn(full_board, 4), method, board_out, api_name=False)
         run_batch.click(ui_warn(backend.batch, 1), [batch_models, task, n], batch_table, api_name="batch")
+
+        def add_model(label, pw):
+            line = backend.add_to_pool(label, pw)
+            return line, f"Added **{label}**. {line}"
+
+        add.click(ui_warn(add_model, 2), [new_model, password], [pool_line, added], api_name="add_to_pool")
+        # a page opened after a hot-add shows the pool as it is now
+        demo.load(backend.pool_text, None, pool_line, api_name=False)
     return demo

@@ -19,6 +19,8 @@ USAGE = """\
   nbkit star|rft|budget --profile smoke  run an experiment (finished stages are reused)
   nbkit chat [MODEL] | compare [MODEL..] talk to a model, or compare models side by side
   nbkit report --profile smoke 00        run notebooks headless into reports/
+  nbkit arena export --format dpo -o DIR the arena's blind votes as DPO preference pairs
+  nbkit room | room submit FILE --to URL the instructor's room: every laptop's results, pooled
 
 Everything you train is kept in a run registry (`nbkit runs list` says where). Add --help to any command."""
 
@@ -27,10 +29,12 @@ DELEGATED = {
     **{name: "nbkit.experiments" for name in EXPERIMENTS},
     "chat": "nbkit.serve.launch",
     "compare": "nbkit.serve.launch",
+    "room": "nbkit.serve.room",
 }
 HELP = {
     "chat": "chat with a model or a trained run in your browser",
     "compare": "compare models side by side in your browser and vote (an Elo leaderboard)",
+    "room": "the instructor's room: pool every laptop's results (`nbkit room submit FILE` sends one)",
 }
 
 
@@ -178,6 +182,25 @@ def _runs_check(reg, fix: bool) -> int:
     return 1 if bad and not fix else 0
 
 
+def _arena(args) -> int:
+    """`nbkit arena export --format dpo -o DIR`: the arena's decided blind rounds as preference pairs
+    (nbkit.serve.votes): DIR/pairs.jsonl and DIR/snapshot.json, and what was left out, printed."""
+    from pathlib import Path
+
+    from nbkit.runs import Registry
+    from nbkit.serve.arena import ArenaConfig
+    from nbkit.serve.votes import VotesError, export_pairs
+
+    if not args.output:
+        raise VotesError("nbkit arena export --format dpo -o DIR: give the folder to write with -o")
+    db = Path(args.db) if args.db else Registry(args.runs).root / ArenaConfig().db
+    exp = export_pairs(db, args.min_pairs, args.drop_flagged, format=args.format)
+    exp.save(args.output)
+    print("\n".join(exp.lines()))
+    print(f"wrote {args.output}/pairs.jsonl and snapshot.json (TRL's conversational preference format)")
+    return 0
+
+
 def _report(args) -> int:
     from nbkit.workshop.report import run_all
 
@@ -226,7 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--notebook",
         action="append",
         metavar="NN",
-        help="export: every run notebook NN (00-03) registers in --profile, so the notebook trains nothing after "
+        help="export: every run notebook NN (00-04) registers in --profile, so the notebook trains nothing after "
         "import; repeat it for several notebooks",
     )
     r.add_argument("--profile", default="cpu", help="export --notebook: the profile the notebook ran in")
@@ -241,6 +264,20 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--out", default="reports")
     rep.add_argument("only", nargs="*", help="notebook name prefixes, e.g. 00 01")
     rep.set_defaults(func=_report)
+
+    a = sub.add_parser(
+        "arena", help="the arena's votes as a preference dataset (`arena export --format dpo`)"
+    )
+    a.add_argument("action", choices=["export"])
+    a.add_argument("--format", default="dpo", choices=["dpo"], help="dpo: prompt, chosen, rejected (TRL)")
+    a.add_argument("-o", "--output", help="folder to write pairs.jsonl and snapshot.json into")
+    a.add_argument("--db", default=None, help="the arena's vote file (default <registry>/arena.sqlite)")
+    a.add_argument(
+        "--runs", default=None, help="registry folder (default: $NBKIT_RUNS, else the project's runs/)"
+    )
+    a.add_argument("--min-pairs", type=int, default=16, help="refuse with fewer decided rounds than this")
+    a.add_argument("--drop-flagged", action="store_true", help="leave out the voters the audit flags")
+    a.set_defaults(func=_arena)
 
     for name in DELEGATED:
         d = sub.add_parser(name, help=HELP.get(name) or EXPERIMENTS[name], add_help=False)

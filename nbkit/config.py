@@ -11,6 +11,10 @@
 On the command line (transformers' HfArgumentParser, as TRL's scripts use it) a value comes from, last wins: the
 dataclass default, the profile's row (`--profile`, else the file's `profile:`), the `--config` YAML/JSON file, then
 `--key value` flags. Unknown keys fail at once with the list of valid ones.
+
+NBKIT_SEED sets the `seed` of every experiment config (after the profile's row, before a file and flags), so that
+the laptops of a room run distinct replicates of the same experiment: `NBKIT_SEED=7`, or a name (`NBKIT_SEED=ada`),
+which is hashed to a number that is the same on every machine.
 """
 
 from __future__ import annotations
@@ -18,7 +22,9 @@ from __future__ import annotations
 import argparse
 import copy
 import dataclasses
+import hashlib
 import json
+import os
 import sys
 from dataclasses import field
 from pathlib import Path
@@ -70,8 +76,40 @@ def profile_row(profiles: dict, name: str, cls) -> dict:
 
 
 def with_profile(cls, profiles: dict, name: str, /, **overrides):
-    """cls built from profile `name`'s row of overrides, then `overrides`; its `profile` field says which."""
-    return cls(**{**profile_row(profiles, name, cls), "profile": name, **overrides})
+    """cls built from profile `name`'s row of overrides, then NBKIT_SEED, then `overrides`; its `profile` field says
+    which."""
+    return cls(**{**profile_row(profiles, name, cls), **env_seed(cls), "profile": name, **overrides})
+
+
+SEED_ENV = "NBKIT_SEED"
+MAX_SEED = 2**31 - 1
+
+
+def seed_from(text: str) -> int:
+    """The seed that NBKIT_SEED's value names: a whole number as is, anything else (a name) hashed, so that the
+    same name gives the same seed on every machine.
+
+    Example: seed_from("7") -> 7; seed_from(" Ada ") == seed_from("ada") (a number below a million)
+    """
+    text = str(text).strip()
+    if text.lstrip("+-").isdigit():
+        seed = int(text)
+        if not 0 <= seed <= MAX_SEED:
+            raise ConfigError(
+                f"{SEED_ENV}={text}: a seed must be a whole number from 0 to {MAX_SEED}, or a name"
+            )
+        return seed
+    if not text:
+        raise ConfigError(f"{SEED_ENV} is empty: give a whole number or a name, or unset it")
+    return int(hashlib.sha256(text.lower().encode()).hexdigest(), 16) % 1_000_000
+
+
+def env_seed(cls) -> dict:
+    """{"seed": the NBKIT_SEED seed} when that is set and `cls` has a `seed` field, else {}."""
+    value = os.environ.get(SEED_ENV)
+    if value is None or "seed" not in {f.name for f in dataclasses.fields(cls)}:
+        return {}
+    return {"seed": seed_from(value)}
 
 
 class ExperimentConfig:
@@ -137,7 +175,8 @@ def _mapping(text: str) -> dict:
 
 
 def parse_cli(cls, profiles: dict, argv: list[str], p=None, prog: str = "nbkit", description: str = ""):
-    """(config, namespace of the other flags) from argv: defaults < profile row < --config file < --key value.
+    """(config, namespace of the other flags) from argv: defaults < profile row < NBKIT_SEED < --config file <
+    --key value.
 
     Example: ["--profile", "smoke", "--steps", "3"] -> (RftConfig(model="tiny", ..., steps=3), Namespace(...)).
     """
@@ -151,7 +190,7 @@ def parse_cli(cls, profiles: dict, argv: list[str], p=None, prog: str = "nbkit",
     default = next(f.default for f in dataclasses.fields(cls) if f.name == "profile")
     profile = known.profile or data.get("profile") or default
     row = profile_row(profiles, profile, cls) if profile else {}
-    p.set_defaults(**{**row, **data, "profile": profile})
+    p.set_defaults(**{**row, **env_seed(cls), **data, "profile": profile})
     cfg, extra, unknown = p.parse_args_into_dataclasses(
         argv, look_for_args_file=False, return_remaining_strings=True
     )

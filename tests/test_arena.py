@@ -16,8 +16,10 @@ from nbkit.serve.arena import (
     ArenaConfig,
     ArenaError,
     VoteStore,
+    batch_task,
     bootstrap_ci,
     bradley_terry,
+    bt_bootstrap_ci,
     elo_ratings,
     interval_floor,
     leaderboard,
@@ -153,6 +155,19 @@ def test_bootstrap_ci_brackets_the_estimate_and_is_seeded():
         assert hi > lo
     assert ci == bootstrap_ci(battles, fn, n_boot=100, seed=3)
     assert bootstrap_ci([], fn) == {}
+
+
+def test_batched_bt_bootstrap_equals_one_fit_per_resample():
+    """The leaderboard's BT bootstrap fits all resamples at once; same draws, same intervals as fitting each."""
+    rng = random.Random(1)
+    battles = [(*rng.sample(MODELS, 2), rng.choice(OUTCOMES)) for _ in range(60)] + [("a", "e", "left")] * 2
+    for prior in (1.0, 0.0):
+        one_by_one = bootstrap_ci(battles, lambda b, p=prior: bradley_terry(b, prior=p), n_boot=40, seed=5)
+        batched = bt_bootstrap_ci(battles, prior, n_boot=40, seed=5)
+        assert batched.keys() == one_by_one.keys()  # "e" is missing from some resamples: skipped there
+        for m, (lo, hi) in one_by_one.items():
+            assert batched[m] == pytest.approx((lo, hi), abs=1e-4)
+    assert bt_bootstrap_ci([], n_boot=10) == {}
 
 
 def test_leaderboard_table():
@@ -336,6 +351,45 @@ def test_forged_rounds_and_floods_change_no_rating(tmp_path):
         except ArenaError as e:
             assert "from this address" in str(e)
     assert store.count() == 5  # 3 from the flood + 2 more until the address reached 5 in the minute
+
+
+def test_a_voted_round_is_never_continued(tmp_path):
+    """The store decides whether a round still takes a vote, not the page's state (a late vote used to write the
+    voted round back into it)."""
+    store = VoteStore(tmp_path / "v.sqlite")
+    arena = Arena(ArenaConfig(n_boot=5), store, pool=["x", "y"])
+    rnd = arena.current_round(None, "s", "c", "ana")
+    assert arena.current_round(rnd, "s", "c") is rnd  # open: the next question continues it
+    store.serve_turn(rnd["id"], "q", "a", "b")
+    arena.vote(rnd, "tie", "s", "c", "ana")
+    assert arena.current_round(rnd, "s", "c")["id"] != rnd["id"]  # voted: a new round
+    assert arena.current_round({"id": "forged"}, "s", "c")["id"] != "forged"
+    assert store.version() == (1, 1) and store.log()[0]["attendee"] == "ana"
+
+
+def test_old_vote_files_gain_the_attendee_column_and_damaged_rows_are_no_battles(tmp_path):
+    path = tmp_path / "old.sqlite"
+    with sqlite3.connect(path) as db:  # a file from before rounds and attendees
+        db.execute(
+            "CREATE TABLE votes (id INTEGER PRIMARY KEY AUTOINCREMENT, ts REAL NOT NULL, left TEXT NOT NULL, "
+            "right TEXT NOT NULL, outcome TEXT NOT NULL, prompt TEXT, session TEXT)"
+        )
+        db.execute("INSERT INTO votes (ts, left, right, outcome) VALUES (0, 'a', 'b', 'left')")
+        db.execute("INSERT INTO votes (ts, left, right, outcome) VALUES (0, 'a', 'b', 'maybe')")
+        db.execute("INSERT INTO votes (ts, left, right, outcome) VALUES (0, 'a', 'a', 'left')")
+    store = VoteStore(path)
+    assert store.battles() == [("a", "b", "left")]
+    assert [r["attendee"] for r in store.log()] == [None] * 3
+    store.open_round("r", "a", "b", "s", "c", "ana")
+    store.serve_turn("r", "q", "x", "y")
+    store.vote_round("r", "right", "s", "c", attendee="ana")
+    assert store.log()[-1]["attendee"] == "ana" and store.version() == (4, 4)
+
+
+def test_batch_offers_tasks_that_build_without_a_download():
+    assert len(batch_task("gsm8k").test(20)) == 2 and len(batch_task("multiple_choice").test(20)) == 2
+    with pytest.raises(ArenaError, match="evaluates arithmetic, gsm8k, multiple_choice"):
+        batch_task("mmlu")
 
 
 def test_pool_needs_two_models(tmp_path):

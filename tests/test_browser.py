@@ -178,3 +178,102 @@ def test_vote_after_a_multi_turn_battle(page, tmp_path_factory):
     finally:
         demo.close()
     assert (ARTIFACTS / "arena.png").stat().st_size > 10_000
+
+
+def test_the_room_with_8_laptops(page, tmp_path):
+    """The instructor's room after 8 laptops submitted over HTTP (the reference cpu summary moved by a seed effect
+    per laptop, tests/test_room.py): pooled claims, the forest of dots, the curves, minutes by CPU, exports.
+    Saves test-artifacts/room.png and room-02.png."""
+    from playwright.sync_api import expect
+    from test_room import envelope, post
+
+    from nbkit.serve.room import RoomConfig
+    from nbkit.serve.room import serve as serve_room
+
+    if not (Path(CHROMIUM).exists() or shutil.which(CHROMIUM)):
+        pytest.skip(f"{CHROMIUM} is missing (apt-get install -y chromium)")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cfg = RoomConfig(
+        folder=str(tmp_path / "room"), port=port, auth="{}:{}".format(*AUTH), key="k3y", refresh_s=0
+    )
+    demo, _ = serve_room(cfg, say=lambda line: None)
+    try:
+        for i in range(8):
+            assert post(demo.local_url.rstrip("/"), envelope(i)).status_code == 200
+        log_in(page, demo.local_url)
+        claims = page.locator("#claims")
+        expect(page.locator("#status")).to_contain_text("8 laptops")
+        expect(claims).to_contain_text("AGREES")
+        expect(claims).to_contain_text("iteration 3 minus the seed model")
+        expect(page.locator("#forest img, #forest svg").first).to_be_visible()
+        expect(page.locator("#curves img, #curves svg").first).to_be_visible()
+        expect(page.locator("#laptops")).to_contain_text("sim-7")
+        page.screenshot(path=str(ARTIFACTS / "room.png"), full_page=True)
+
+        page.locator("#group input").click()
+        page.get_by_role("option", name="02 · cpu · 02aaaa").click()
+        expect(claims).to_contain_text("warm-start")
+        page.screenshot(path=str(ARTIFACTS / "room-02.png"), full_page=True)
+
+        page.locator("#export").click()
+        expect(page.locator("#exports")).to_contain_text("pooled")  # Gradio shows "pooled .csv"
+    finally:
+        demo.close()
+    assert (ARTIFACTS / "room.png").stat().st_size > 50_000
+    assert (tmp_path / "room" / "exports" / "pooled.csv").exists()
+
+
+def test_the_instructor_adds_a_model_and_the_room_votes_on_it(page, tmp_path_factory, tiny):
+    """Issue 25's hot-add in the browser: a run registered while the arena serves joins the blind pool from the
+    Instructor tab (a wrong password adds nothing), new blind rounds draw it, and a vote puts it on the
+    leaderboard. Saves test-artifacts/arena-hot-add.png."""
+    import random
+
+    from playwright.sync_api import expect
+
+    demo, backend = serve("compare", tmp_path_factory)
+    backend.cfg.instructor = "teach"  # as NBKIT_INSTRUCTOR would; read at each hot-add
+    backend.arena.rng = random.Random(0)  # the server's draws, fixed: the loop below never depends on luck
+    try:
+        log_in(page, demo.local_url)
+        pool, board = page.locator("#pool"), page.locator("#board")
+        expect(pool).to_contain_text("2 models")
+        with backend.registry.create("voted-dpo", "dpo", {"model": "tiny"}, tracking="off") as run:
+            run.save_model(*tiny)  # finished after the start: the dropdown does not list it, the catalog does
+
+        page.get_by_role("tab", name="Instructor").click()
+        name = page.locator("#new-model input")
+        name.fill("voted-dpo")
+        name.press("Enter")
+        page.locator("#instructor-pw input").fill("guess")
+        page.locator("#add-model").click()
+        expect(page.get_by_text("Wrong instructor password: nothing was added.").first).to_be_visible()
+        assert backend.arena.pool == ["tiny", "tiny-base"]
+
+        page.locator("#instructor-pw input").fill("teach")
+        page.locator("#add-model").click()
+        expect(page.locator("#added")).to_contain_text("Added voted-dpo")
+        assert backend.arena.pool == ["tiny", "tiny-base", "voted-dpo"]
+
+        page.get_by_role("tab", name="Blind A/B").click()
+        expect(pool).to_contain_text("3 models")
+        expect(pool).to_contain_text("voted-dpo")
+        prompt, reveal = page.locator("#blind-prompt textarea"), page.locator("#reveal")
+        for i in range(5):  # each round draws 2 of 3: the new model sits in 2 of 3
+            prompt.fill(f"What is {i} + 2?")
+            page.locator("#ask").click()
+            wait_done(page)
+            page.locator("#vote-left").click()
+            expect(reveal).to_contain_text("A was")
+            if "voted-dpo" in reveal.inner_text():
+                break
+            page.locator("#new-round").click()
+            expect(reveal).to_be_empty()
+        expect(reveal).to_contain_text("voted-dpo")
+        expect(board).to_contain_text("voted-dpo")  # the leaderboard under the battle
+        page.screenshot(path=str(ARTIFACTS / "arena-hot-add.png"), full_page=True)
+    finally:
+        demo.close()
+    assert (ARTIFACTS / "arena-hot-add.png").stat().st_size > 10_000

@@ -170,6 +170,35 @@ def test_an_imported_star_loop_resumes_with_no_recomputation_and_serves(tmp_path
     assert models.describe(model)["params"] > 3e6
 
 
+def test_notebook_04_exports_its_preference_loop_and_the_import_trains_nothing(tmp_path, capsys):
+    """`nbkit runs export --notebook 04`: the loop's votes, DPO model and new blind rounds, with the base run; the
+    class resumes the loop on the imported registry without casting, training or answering again."""
+    from test_prefs import fake_answer, fake_train
+
+    from nbkit.cli import main
+    from nbkit.experiments import prefs
+    from nbkit.experiments.prefs import PrefsConfig
+
+    cfg = PrefsConfig.for_profile("smoke")
+    teacher = Registry(tmp_path / "teacher" / "runs")
+    fake_train.calls = []
+    first = prefs.run(cfg, teacher, answer=fake_answer, train=fake_train)
+    argv = ["runs", "export", "--notebook", "04", "--profile", "smoke", "-o", str(tmp_path / "nb.tar")]
+    assert main([*argv, "--runs", str(teacher.root)]) == 0  # in-process: a subprocess re-imports torch
+    assert "exported 4 run(s)" in capsys.readouterr().out
+    shutil.rmtree(teacher.root)
+
+    student = Registry(tmp_path / "student" / "runs")
+    import_runs(student, tmp_path / "nb.tar")
+    assert student.names() == sorted(["base-tiny", first.votes_run, first.dpo_run, first.compare_run])
+
+    def recompute(*args, **kwargs):
+        raise AssertionError("resuming an imported preference loop recomputed a stage")
+
+    again = prefs.run(cfg, student, answer=recompute, train=recompute, cast_votes=recompute)
+    assert again.rows == first.rows and again.frame().equals(first.frame())
+
+
 def _runs_on_disk(reg) -> dict:
     """Every file of every registered run (and of .pending/), with its modification time."""
     return {
@@ -179,7 +208,7 @@ def _runs_on_disk(reg) -> dict:
     }
 
 
-NOTEBOOK_IDS = ["00", "01", "02", "03"]
+NOTEBOOK_IDS = ["00", "01", "02", "03", "04"]
 
 
 @pytest.mark.parametrize(

@@ -1,9 +1,10 @@
 """The house's shape, kept by parsing every import in nbkit/ (those inside functions too):
 
-    core         nbkit/*.py and nbkit/tasks/: models, sampling, train, runs, tasks, dist, claims, ...
-    experiments  nbkit/experiments/: star, rft, budget            (imports the core)
+    core         nbkit/*.py, nbkit/tasks/, nbkit/room/: models, sampling, train, runs, tasks, claims, ...
     serve        nbkit/serve/: what the apps call                  (imports the core)
-    workshop     nbkit/workshop/: report, exercises, archive       (imports the core and the experiments)
+    experiments  nbkit/experiments/: star, rft, budget, prefs      (imports the core and serve: prefs reads the
+                                                                    arena's votes and adds its model to the arena)
+    workshop     nbkit/workshop/: report, exercises, archive       (imports the core, serve and the experiments)
     cli          nbkit/cli.py: routes to all of them
 
 Imports go down only, no two modules import each other (directly or around a circle), and no module imports
@@ -21,9 +22,9 @@ ROOT = Path(__file__).resolve().parents[1] / "nbkit"
 # what each wing may import besides itself
 ALLOWED = {
     "core": {"core"},
-    "experiments": {"core"},
     "serve": {"core"},
-    "workshop": {"core", "experiments"},
+    "experiments": {"core", "serve"},
+    "workshop": {"core", "serve", "experiments"},
     "cli": {"core", "experiments", "serve", "workshop"},
 }
 

@@ -59,5 +59,7 @@ def test_the_guide_has_the_generated_time_table_and_each_notebook_records_its_su
     assert "<!-- summary: time table -->" in FILES["workshop.md"].read_text()
     for path in FILES.values():
         if path.suffix == ".ipynb":
-            last = [c for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code"][-1]
-            assert f'summary.record(\n    "{path.name[:2]}"' in "".join(last["source"]), path.name
+            code = ["".join(c["source"]) for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code"]
+            if "room.submit(part)" in code[-1]:  # sending the record to the room comes after it
+                code.pop()
+            assert f'summary.record(\n    "{path.name[:2]}"' in code[-1], path.name

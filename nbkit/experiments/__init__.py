@@ -32,6 +32,7 @@ EXPERIMENTS = {
     "star": "STaR rationale bootstrapping: sample, filter, rationalize, fine-tune, repeat",
     "rft": "GRPO with per-prompt reward-variance diagnostics and an optional SFT warm-start",
     "budget": "SFT vs DPO under a fixed annotation budget: a sweep of budget x preference share",
+    "prefs": "the room's preferences: arena votes (or a scripted judge's) -> DPO -> new blind rounds",
 }
 
 

@@ -19,9 +19,17 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from nbkit.errors import NbkitError, ServeError
+from nbkit.errors import ConfigError, NbkitError, ServeError
 from nbkit.serve.catalog import Catalog, ModelCache
-from nbkit.serve.limits import LimitError, Limits, check_batch, check_stops, sampling, trim_history
+from nbkit.serve.limits import (
+    LimitError,
+    Limits,
+    RateLimiter,
+    check_batch,
+    check_stops,
+    sampling,
+    trim_history,
+)
 from nbkit.serve.streaming import paced, stream_generate, stream_many
 
 
@@ -45,11 +53,50 @@ class ServeConfig:
     concurrency: int = field(default=2, metadata={"help": "generations running at once (2 CPU cores here)"})
     queue_size: int = field(default=64, metadata={"help": "requests waiting beyond that; more are refused"})
     threads: int = field(
-        default=0, metadata={"help": "torch threads; 0 = cores / streams that can run at once"}
+        default=0,
+        metadata={
+            "help": "torch threads per answer with --engine off; 0 = cores / streams that can run at once"
+        },
+    )
+    engine: str = field(
+        default="on",
+        metadata={
+            "help": "on: one engine batches every answer across users (nbkit.serve.engine); off: one `generate` "
+            "per answer, `concurrency` at a time (the old path, kept for comparison)"
+        },
+    )
+    engine_rows: int = field(
+        default=64, metadata={"help": "engine: answers one model decodes together; more wait for a free row"}
     )
     limits: Limits = field(
         default_factory=Limits, metadata={"help": "caps on every input (nbkit.serve.limits)"}
     )
+    trusted_proxy: str | None = field(
+        default=None,
+        metadata={
+            "help": "address(es) of a reverse proxy whose X-Forwarded-For is believed; none: the socket's peer is "
+            "the client address, and the header is ignored"
+        },
+    )
+    join_codes: str | None = field(
+        default=None,
+        metadata={
+            "help": "personal arena join codes: a number of attendees or a file of names (codes kept in "
+            "<registry>/arena-codes.tsv); none: a typed name, unchecked"
+        },
+    )
+    instructor: str | None = field(
+        default_factory=lambda: os.environ.get("NBKIT_INSTRUCTOR") or None,
+        metadata={
+            "help": "password of the instructor's actions (adding a model to the running arena); default "
+            "$NBKIT_INSTRUCTOR; none: those actions are off"
+        },
+    )
+
+    def events_at_once(self) -> int:
+        """Gradio events that may run at once: `concurrency` on the old path; with the engine, as many as it
+        decodes together (an event only waits on its stream; the engine does the work)."""
+        return self.concurrency if self.engine == "off" else max(self.concurrency, self.engine_rows)
 
     @classmethod
     def for_profile(cls, name: str) -> ServeConfig:
@@ -68,7 +115,8 @@ def auto_threads(app: str, concurrency: int, cores: int | None = None) -> int:
 
     Measured on a busy 2-core machine, one SmolLM2-135M stream: 2 threads gave 0.5-1 tok/s and 5-11 s to the
     first token, 1 thread 3.4-4.7 tok/s and 0.5-0.7 s (OpenMP threads stall when they cannot all get a core).
-    Compare runs up to `concurrency` events of ~2 streams each.
+    Compare runs up to `concurrency` events of ~2 streams each. (The engine does not use this: it runs one
+    forward at a time on as many threads as cores are free, nbkit.threads.adapt.)
     Example: ("compare", 2, cores=8) -> 2; ("chat", 2, cores=2) -> 1.
     """
     cores = cores or (
@@ -162,11 +210,16 @@ class Backend:
         from nbkit import models
         from nbkit.runs import Registry
         from nbkit.serve.arena import Arena, ArenaConfig, VoteStore
+        from nbkit.serve.attendees import Attendees
+        from nbkit.serve.engine import Engine
+        from nbkit.serve.leaderboard import Boards
 
         self.cfg = cfg
         self.limits = cfg.limits
         self.registry = registry or Registry(cfg.registry)
         self.catalog = Catalog(cfg.models, self.registry)
+        if cfg.engine not in ("on", "off"):
+            raise ConfigError(f"engine must be 'on' or 'off', got {cfg.engine!r}")
         threads = cfg.threads or auto_threads("chat", cfg.concurrency)
 
         def load(label):
@@ -181,10 +234,18 @@ class Backend:
                 ) from e
 
         self.cache = ModelCache(load, int(cfg.cache_gb * 2**30))
+        # Every answer goes through `self.stream` (same arguments and Chunks either way): the engine batches
+        # all users' answers on the cores free right now (on a busy laptop, threads that cannot all get a core
+        # stall each other); "off" keeps one `generate` thread per answer, `threads` each.
+        self.engine = Engine(cfg.engine_rows) if cfg.engine == "on" else None
+        self.stream = self.engine.stream if self.engine else stream_generate
         arena_cfg = ArenaConfig()
         self.votes = VoteStore(Path(cfg.arena_db or self.registry.root / arena_cfg.db))
         self.arena = Arena(arena_cfg, self.votes, self.arena_pool(), self.limits)
         self.exports = Path(tempfile.mkdtemp(prefix="nbkit-chat-"))
+        self.attendees = Attendees.load(self.registry.root / "arena-codes.tsv", cfg.join_codes)
+        self.boards = Boards(self.arena, extra_notes=self._audit_lines)
+        self.instructor_failures = RateLimiter(self.limits.login_per_minute, "wrong instructor passwords")
 
     def choices(self) -> list[str]:
         return self.catalog.choices()
@@ -250,16 +311,23 @@ class Backend:
             )
         turns += [{"role": "user", "content": message}]
         system = clean_text(system).strip()[: self.cfg.max_input_chars] or None
-        for chunk in paced(stream_generate(model, tok, turns, system, stop=stops, **settings)):
+        for chunk in paced(self.stream(model, tok, turns, system, stop=stops, **settings)):
             answer = {"role": "assistant", "content": chunk.text}
             yield [answer, label_message(f"{label} · {chunk.stats()}")] if chunk.done else [answer]
 
+    def applied_settings(self, system="", stop="", **sampling) -> dict:
+        """The chat settings as the server applies them: the system prompt, the clamped sampling values (see
+        `settings`) and the stop strings. Example: (temperature=9) -> {"system": "", "temperature": 2.0, ...}."""
+        system = clean_text(system).strip()[: self.cfg.max_input_chars]
+        return {"system": system, **self.settings(**sampling), "stop": check_stops(stop, self.limits)}
+
     def export_chat(self, history, label="", settings: dict | None = None) -> str:
-        """Write the conversation as JSON (messages with their labels, model, settings); returns the file path."""
+        """Write the conversation as JSON (messages with their labels, model, settings); returns the file path.
+        `settings`: the page's settings (applied_settings' arguments), written as the server applies them."""
         data = {
             "app": "nbkit chat",
             "model": label,
-            "settings": settings or {},
+            "settings": self.applied_settings(**settings) if settings else {},
             "exported": time.strftime("%Y-%m-%dT%H:%M:%S"),
             "messages": [
                 {"role": m.get("role"), "content": message_text(m.get("content"))}
@@ -295,7 +363,7 @@ class Backend:
 
         def job(model, tok, earlier):
             msgs = trim_history(earlier, self.limits)[0] + [{"role": "user", "content": prompt}]
-            return lambda ev: stream_generate(model, tok, msgs, system, stop_event=ev, **settings)
+            return lambda ev: self.stream(model, tok, msgs, system, stop_event=ev, **settings)
 
         yield from paced(stream_many([job(m, t, e) for (m, t), e in zip(pairs, turns)]))
 
@@ -348,43 +416,81 @@ class Backend:
         rnd = {**rnd, "turns": rnd["turns"] + [{"prompt": prompt, "a": texts[0], "b": texts[1]}]}
         yield *[s + [{"role": "assistant", "content": t}] for s, t in zip(shown, texts)], rnd, True
 
-    def vote(self, rnd, outcome: str, request=None):
-        """(who was who, the round marked voted). Refusals raise ArenaError/LimitError with their message."""
+    def attendee(self, code, request=None) -> str:
+        """Who is voting: the name of a join code (ArenaError for a wrong one), or a typed name without codes."""
+        return self.attendees.resolve(code, who(request)[1])
+
+    def blind_round(self, rnd, code="", request=None) -> dict:
+        """The round the next blind question belongs to: `rnd` while it takes a vote, else a new one recorded
+        with its attendee (with join codes, none without a valid code)."""
         session, client = who(request)
-        reveal = self.arena.vote(rnd, outcome, session, client)
-        return reveal, {**rnd, "voted": True}
+        return self.arena.current_round(rnd, session, client, self.attendee(code, request))
+
+    def vote(self, rnd, outcome: str, request=None, code="") -> str:
+        """Who was who, as markdown. Refusals raise ArenaError/LimitError with their message. The page's round
+        state is not touched: the store knows the round is voted (see Arena.current_round)."""
+        session, client = who(request)
+        reveal = self.arena.vote(rnd, outcome, session, client, self.attendee(code, request))
+        self.boards.changed()
+        return reveal
+
+    def add_to_pool(self, label, password) -> str:
+        """The instructor's hot-add: `label` (any model the catalog offers, e.g. a run registered a minute ago)
+        joins the blind pool at once, without a restart; new rounds draw from it, rounds already open keep their
+        pair. It is loaded first, so a broken checkpoint fails here rather than in an attendee's round. Refuses
+        without the instructor password (ServeError; wrong ones are limited per minute). Returns the pool line."""
+        import hmac
+
+        if not self.cfg.instructor:
+            raise ServeError(
+                "This server has no instructor password, so models cannot be added while it runs: start it with "
+                "NBKIT_INSTRUCTOR set."
+            )
+        if not self.instructor_failures.allowed("instructor"):  # a guesser is slowed down, right or wrong
+            raise LimitError("Too many wrong instructor passwords: wait a minute, then try again.")
+        if not hmac.compare_digest(str(password or "").encode(), self.cfg.instructor.encode()):
+            self.instructor_failures.hit("instructor")
+            raise ServeError("Wrong instructor password: nothing was added.")
+        label = clean_text(label).strip()
+        self.catalog.source(label)  # re-reads the registry: a run finished after the start is offered
+        if label not in self.arena.pool:
+            self.model(label)
+            self.arena.pool = [*self.arena.pool, label]  # one assignment: a round being drawn sees old or new
+        return self.pool_text()
+
+    def pool_text(self) -> str:
+        pool = self.arena.pool
+        return f"Two of these {len(pool)} models answer, hidden: {', '.join(pool)}."
 
     def leaderboard(self, method: str = "bt"):
-        return self.arena.board(method)
+        """The table for the votes stored now (computed once per change, off the request path: Boards)."""
+        return self.boards.current().table(method)
 
     def board_notes(self, method: str = "bt") -> str:
-        """Markdown under the leaderboard: what the numbers can and cannot say yet."""
-        from nbkit.serve.leaderboard import position_bias, separation
-
-        battles = self.votes.battles()
-        if not battles:
-            return "No votes yet."
-        lines = separation(self.arena.board(method)) + [position_bias(battles)]
-        return "\n".join(f"- {x}" for x in lines)
+        """Markdown under the leaderboard: what the numbers can and cannot say yet, and the vote audit."""
+        return self.boards.current().note(method)
 
     def matrices(self):
-        from nbkit.serve.leaderboard import matrices
+        return self.boards.current().matrices
 
-        return matrices(self.votes.battles())
+    def _audit_lines(self) -> list[str]:
+        from nbkit.serve.audit import audit
+
+        return audit(self.votes.log()).lines(position=False)
 
     def batch(self, labels, task_name: str = "arithmetic", n: int = 20, max_new_tokens: int = 32):
         """Accuracy table of each selected model on the same `n` test examples of a task (greedy)."""
-        from nbkit.serve.arena import batch_accuracy
-        from nbkit.tasks import make_task
+        from nbkit.serve.arena import batch_accuracy, batch_task
 
         labels = list(dict.fromkeys(m for m in labels or [] if self.catalog.source(m)))
         if not labels:
             raise ServeError("Select at least one model for the batch evaluation.")
         n = int(min(max(int(n), 1), self.limits.max_batch_work))
         check_batch(n, len(labels), self.limits)
-        task = make_task(task_name)
+        task = batch_task(task_name)
         max_new_tokens = min(max(int(max_new_tokens), 1), self.cfg.max_new_tokens)
-        return batch_accuracy(self.model, labels, task, task.test(n), max_new_tokens)
+        sampler = self.engine.sample if self.engine else None  # the batch joins the room's answers
+        return batch_accuracy(self.model, labels, task, task.test(n), max_new_tokens, sampler)
 
     def token_view(self, prompt, labels, answers):
         """Per-token log-probs of each answer under every model in `labels` (see nbkit.serve.arena.token_view)."""
@@ -397,4 +503,5 @@ class Backend:
         if not kept:
             raise ServeError("The token view scores the answers of the last side-by-side run: run one first.")
         models = {m: self.model(m) for m, _ in kept}
-        return token_view(models, prompt, [m for m, _ in kept], [a for _, a in kept])
+        score = lambda: token_view(models, prompt, [m for m, _ in kept], [a for _, a in kept])  # noqa: E731
+        return self.engine.call(score) if self.engine else score()  # between decode steps, not beside them

@@ -4,7 +4,10 @@ This module launches the apps with a safe share/auth policy and holds the Gradio
 toasts). What they call is `nbkit.serve.backend.Backend` (catalog, cache, caps, streaming, votes); `apps/chat.py` and
 `apps/compare.py` (in the repository, next to `nbkit/`) hold only layout and event wiring.
 
-- Caps: every input has one (nbkit.serve.limits); uploads are off, logins are limited per minute, the queue is bounded.
+- Caps: every input has one (nbkit.serve.limits); request bodies are capped before anything reads them, uploads
+  are off, failed logins are limited per client address, the queue is bounded.
+- Client address: the socket's peer. X-Forwarded-For is ignored (uvicorn would otherwise believe it from
+  localhost, so anyone could pick their address) unless `--trusted-proxy` names the proxy in front.
 - Sharing: `--share` without `--auth` generates a password and prints it; a public link is never open to anyone.
   Offline, Gradio's share server is unreachable: we say so in one line (with the real error) and keep serving on
   the local URL, instead of Gradio's misleading "Missing file ... frpc".
@@ -16,17 +19,19 @@ toasts). What they call is `nbkit.serve.backend.Backend` (catalog, cache, caps, 
     nbkit compare tiny star-it1 star-it2 --share            # prints a generated password
     from nbkit.serve.launch import launch_inline; launch_inline("compare", ["base", "sft"])   # in a notebook
 
-Simplified relative to FastChat/LlamaBoard: one process, one model per thread, no batching across users, no
-multi-GPU workers, no moderation.
+Simplified relative to FastChat/LlamaBoard: one process; answers are batched across users by one engine
+(nbkit.serve.engine; `--engine off` keeps one `generate` per answer), no multi-GPU workers, no moderation.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import os
 import secrets
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -131,13 +136,35 @@ def login_page(app_title: str, user: str | None, generated: bool) -> str:
 
 def queue_options(cfg: ServeConfig) -> dict:
     """Gradio's queue caps from the config: requests run at once, and requests waiting beyond which more are refused."""
-    return {"default_concurrency_limit": cfg.concurrency, "max_size": cfg.queue_size}
+    return {"default_concurrency_limit": cfg.events_at_once(), "max_size": cfg.queue_size}
+
+
+_FORWARDED = threading.Lock()
+
+
+@contextlib.contextmanager
+def forwarded_from(trusted: str | None):
+    """While a server starts: uvicorn believes X-Forwarded-For only from `trusted` (comma-separated addresses
+    or networks; None: from nobody). Gradio builds uvicorn's config without a way to pass this, and uvicorn reads
+    FORWARDED_ALLOW_IPS (default: localhost) when it does, so it is set around the start."""
+    with _FORWARDED:
+        old = os.environ.get("FORWARDED_ALLOW_IPS")
+        os.environ["FORWARDED_ALLOW_IPS"] = trusted or ""
+        try:
+            yield
+        finally:
+            if old is None:
+                os.environ.pop("FORWARDED_ALLOW_IPS", None)
+            else:
+                os.environ["FORWARDED_ALLOW_IPS"] = old
 
 
 def launch(demo, cfg: ServeConfig, inline: bool = False, say=print):
-    """Start `demo` without blocking; returns it (demo.local_url, demo.share_url). Applies the caps (queue,
-    uploads off, login attempts per minute), the login and the share policy."""
-    from nbkit.serve.limits import LoginGuard
+    """Start `demo` without blocking; returns it (demo.local_url, demo.share_url). Applies the caps (queue, body
+    size, uploads off, failed logins per address), the login, the client-address policy and the share policy."""
+    from starlette.middleware import Middleware
+
+    from nbkit.serve.limits import LoginGuard, RoomGuard
 
     generated = cfg.share and not cfg.auth
     creds = share_credentials(cfg.share, cfg.auth, say)
@@ -153,21 +180,26 @@ def launch(demo, cfg: ServeConfig, inline: bool = False, say=print):
     if cfg.host not in ("127.0.0.1", "localhost", "::1") and creds is None:
         say(f"nbkit: warning: listening on {cfg.host} without --auth: anyone on this network can use it.")
     demo.queue(**queue_options(cfg))
-    demo.launch(
-        server_name=cfg.host,
-        server_port=cfg.port,
-        auth=LoginGuard(*creds, per_minute=cfg.limits.login_per_minute) if creds else None,
-        auth_message=login_page(demo.title or "nbkit", creds[0] if creds else None, generated)
-        if creds
-        else None,
-        share=share,
-        inline=inline,
-        prevent_thread_lock=True,
-        quiet=True,
-        show_error=False,
-        max_threads=max(8, cfg.concurrency * 4),
-        max_file_size=cfg.limits.max_file_size,  # 0: uploads off, no app has a file input
-    )
+    lim = cfg.limits
+    guard = Middleware(RoomGuard, max_body=lim.max_body_bytes, login_per_minute=lim.login_per_minute)
+    with forwarded_from(cfg.trusted_proxy):
+        demo.launch(
+            server_name=cfg.host,
+            server_port=cfg.port,
+            auth=LoginGuard(*creds) if creds else None,
+            auth_message=login_page(demo.title or "nbkit", creds[0] if creds else None, generated)
+            if creds
+            else None,
+            share=share,
+            inline=inline,
+            prevent_thread_lock=True,
+            quiet=True,
+            show_error=False,
+            max_threads=max(8, cfg.events_at_once() * 4),
+            max_file_size=lim.max_file_size,  # 0: uploads off, no app has a file input
+            # RoomGuard sits inside Gradio's own middleware, before any route reads a body
+            app_kwargs={"middleware": [guard]},
+        )
     if share and not demo.share_url:
         say(
             "nbkit: no public link: the share tunnel failed after the share server answered. Serving locally only."
@@ -234,6 +266,25 @@ def cli(argv: list[str]) -> int:
     p.add_argument("--db", default=None, help="arena vote file (default <registry>/arena.sqlite)")
     p.add_argument("--max-new-tokens", type=int, default=None, help="cap on new tokens per answer")
     p.add_argument("--cache-gb", type=float, default=None, help="memory for loaded models (default 4)")
+    p.add_argument(
+        "--engine",
+        choices=["on", "off"],
+        default="on",
+        help="on: one engine batches all users' answers; off: one generate per answer, 2 at a time (the old path)",
+    )
+    p.add_argument(
+        "--join-codes",
+        default=None,
+        metavar="N|FILE",
+        help="arena: a personal code per attendee (N of them, or one per name in FILE), kept in "
+        "<registry>/arena-codes.tsv; votes need one and are capped per attendee",
+    )
+    p.add_argument(
+        "--trusted-proxy",
+        default=None,
+        metavar="ADDR",
+        help="a reverse proxy in front (address or network) whose X-Forwarded-For is believed; default none",
+    )
     args = p.parse_args(argv[1:])
 
     from nbkit.profiles import get_profile
@@ -242,14 +293,21 @@ def cli(argv: list[str]) -> int:
     cfg.models = args.models or cfg.models
     cfg.host, cfg.port, cfg.share, cfg.auth = args.host, args.port, args.share, args.auth
     cfg.registry, cfg.arena_db = args.registry, args.db
+    cfg.join_codes, cfg.trusted_proxy = args.join_codes, args.trusted_proxy
     if args.max_new_tokens:
         cfg.max_new_tokens = args.max_new_tokens
         cfg.default_new_tokens = min(cfg.default_new_tokens, args.max_new_tokens)
     if args.cache_gb:
         cfg.cache_gb = args.cache_gb
+    cfg.engine = args.engine
     cfg.threads = auto_threads(app, cfg.concurrency)
     parse_auth(cfg.auth)  # a bad --auth fails before anything loads
     backend = Backend(cfg)
+    if backend.attendees.required:
+        codes = backend.registry.root / "arena-codes.tsv"
+        print(
+            f"nbkit: {len(backend.attendees.names)} join codes (name, code) in {codes}: hand one to each attendee"
+        )
     for name in cfg.models:  # a folder that holds no model fails here, in one line
         _check_launch(name)
     print(f"nbkit: loading {backend.default_models[0]} ...", file=sys.stderr)

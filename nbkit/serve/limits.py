@@ -10,6 +10,7 @@ slider value into its range.
     check_stops("###, END", limits)             # -> ["###", "END"]
     sampling(limits, temperature=9, top_k=-3)   # -> clamped dict for `generate`
     RateLimiter(per_minute=6).hit("session-1")  # raises LimitError on the 7th hit within 60 s
+    RoomGuard(app, max_body=2**20)              # ASGI: oversized bodies and login floods refused early
 """
 
 from __future__ import annotations
@@ -41,10 +42,24 @@ class Limits:
     max_file_size: int = field(
         default=0, metadata={"help": "upload bytes; 0 = uploads off (no app needs them)"}
     )
-    login_per_minute: int = field(default=10, metadata={"help": "failed logins per user name per minute"})
+    max_body_bytes: int = field(
+        default=2**20,
+        metadata={"help": "largest request body, refused before it is read (a long chat is ~100 kB)"},
+    )
+    login_per_minute: int = field(
+        default=10, metadata={"help": "failed logins per client address per minute"}
+    )
     votes_per_session: int = field(default=6, metadata={"help": "arena votes per browser session per minute"})
     votes_per_address: int = field(
         default=60, metadata={"help": "arena votes per client address per minute (a classroom may share one)"}
+    )
+    votes_per_attendee: int = field(
+        default=6,
+        metadata={"help": "arena votes per attendee (join code or name) per minute, across sessions"},
+    )
+    vote_window: float = field(
+        default=60.0,
+        metadata={"help": "seconds the vote caps count over: 60 = per minute; a workshop's length = a total"},
     )
     max_seed: int = field(default=2**31 - 1, metadata={"help": "largest seed accepted"})
 
@@ -68,6 +83,22 @@ def _clamp(x, lo, hi, default, kind=float):
     return min(max(v, lo), hi)
 
 
+def parse_seed(seed, limits: Limits) -> int | None:
+    """A seed from a box or the API: None/""/negative -> None (random); a whole number -> itself, at most
+    `limits.max_seed`; anything else -> LimitError. Example: " 42 " -> 42; "" -> None; "abc" -> LimitError."""
+    if seed is None or (isinstance(seed, str) and not seed.strip()):
+        return None
+    try:
+        value = float(seed)
+        if value != int(value):
+            raise ValueError
+    except (TypeError, ValueError, OverflowError):
+        raise LimitError(
+            f"Seed: {str(seed)[:20]!r} is not a whole number. Leave it empty for a random answer."
+        ) from None
+    return None if value < 0 else int(min(value, limits.max_seed))
+
+
 def sampling(
     limits: Limits,
     max_new_cap: int,
@@ -78,7 +109,7 @@ def sampling(
     repetition_penalty=1.0,
     seed=None,
 ) -> dict:
-    """Clamp sampling settings into RANGES; `seed` None/""/negative means random (None).
+    """Clamp sampling settings into RANGES; `seed` as `parse_seed` (None/""/negative means random).
 
     Example: sampling(Limits(), 256, temperature=9, top_k=-3, max_new_tokens=10**9)
     -> {"temperature": 2.0, "top_p": 0.95, "max_new_tokens": 256, "top_k": 0, "repetition_penalty": 1.0,
@@ -90,11 +121,8 @@ def sampling(
         "max_new_tokens": int(_clamp(max_new_tokens, 1, max_new_cap, 1, int)),
         "top_k": int(_clamp(top_k or 0, *RANGES["top_k"], 0, int)),
         "repetition_penalty": _clamp(repetition_penalty or 1.0, *RANGES["repetition_penalty"], 1.0),
-        "seed": None,
+        "seed": parse_seed(seed, limits),
     }
-    if seed not in (None, ""):
-        s = int(_clamp(seed, -1, limits.max_seed, -1, int))
-        out["seed"] = s if s >= 0 else None
     return out
 
 
@@ -185,33 +213,110 @@ class RateLimiter:
 
 
 class LoginGuard:
-    """Gradio `auth=` callable: checks (user, password) in constant time and allows `per_minute` failed attempts
-    per user name; beyond that every attempt for that name is refused with HTTP 429 for the rest of the minute
-    (correct passwords too, or throttling would not slow a guesser down).
+    """Gradio `auth=` callable: checks (user, password) in constant time. Throttling is RoomGuard's, per client
+    address: a count per user name would let one person lock a class's shared user name out."""
 
-    Gradio's login route does not give the callable the client's address, so the key is the user name.
-    """
-
-    def __init__(self, user: str, password: str, per_minute: int = 10, clock=time.monotonic):
+    def __init__(self, user: str, password: str):
         self.user, self.password = user, password
-        self.failures = RateLimiter(per_minute, "login attempts", clock)
 
     def __call__(self, user: str, password: str) -> bool:
         import hmac
 
-        from fastapi import HTTPException
-
-        key = (user or "")[:100]
-        if not self.failures.allowed(key):
-            raise HTTPException(
-                status_code=429, detail="Too many login attempts: wait a minute, then try again."
-            )
         ok = hmac.compare_digest(str(user).encode(), self.user.encode()) & hmac.compare_digest(
             str(password).encode(), self.password.encode()
         )
-        if not ok:
-            try:
-                self.failures.hit(key)
-            except LimitError:
-                pass
         return bool(ok)
+
+
+class RoomGuard:
+    """ASGI middleware in front of the app (Gradio's FastAPI app takes it through `app_kwargs`).
+
+    - Request bodies over `max_body` bytes are refused with 413 before the app reads them: at once when the
+      Content-Length says so, as they arrive when the body is chunked (then at most `max_body` bytes are held).
+      Unguarded, Gradio parsed a 200 MB POST before its login check and kept ~500 MB.
+    - Failed logins (POST .../login answered 400) are counted per client address; past `login_per_minute` in a
+      minute that address gets 429, other addresses are not affected.
+
+    The address is the socket's peer (`scope["client"]`); behind a trusted proxy uvicorn has already replaced it
+    with the forwarded one (see nbkit.serve.launch, --trusted-proxy).
+    """
+
+    def __init__(self, app, max_body: int = 2**20, login_per_minute: int = 10, clock=time.monotonic):
+        self.app, self.max_body = app, max_body
+        self.failed_logins = RateLimiter(login_per_minute, "login attempts", clock)
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        headers = dict(scope.get("headers") or [])
+        length = headers.get(b"content-length", b"0")
+        if not length.isdigit() or int(length) > self.max_body:
+            return await self._refuse(send, 413, self._too_large(length.decode("latin1")[:20]))
+        if b"chunked" in headers.get(b"transfer-encoding", b"").lower():
+            body = await self._read_capped(receive)
+            if body is None:
+                return await self._refuse(send, 413, self._too_large(f"over {self.max_body:,}"))
+            receive = _replay(body, receive)
+        address = (scope.get("client") or ("",))[0] or ""
+        if scope["method"] != "POST" or not scope["path"].rstrip("/").endswith("/login"):
+            return await self.app(scope, receive, send)
+        if not self.failed_logins.allowed(address):
+            return await self._refuse(
+                send, 429, "Too many failed logins from your address: wait a minute, then try again."
+            )
+
+        async def counting_send(message):
+            if message["type"] == "http.response.start" and message["status"] == 400:
+                try:
+                    self.failed_logins.hit(address)
+                except LimitError:
+                    pass
+            await send(message)
+
+        return await self.app(scope, receive, counting_send)
+
+    def _too_large(self, size: str) -> str:
+        return f"Request body of {size} bytes refused: this server accepts at most {self.max_body:,} bytes."
+
+    async def _read_capped(self, receive) -> bytes | None:
+        """The whole chunked body, or None as soon as it passes `max_body` (the rest is never read)."""
+        parts, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                return b"".join(parts)
+            size += len(message.get("body", b""))
+            if size > self.max_body:
+                return None
+            parts.append(message.get("body", b""))
+            if not message.get("more_body"):
+                return b"".join(parts)
+
+    @staticmethod
+    async def _refuse(send, status: int, detail: str) -> None:
+        import json
+
+        body = json.dumps({"detail": detail}).encode()
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": headers + [(b"connection", b"close")],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+
+def _replay(body: bytes, receive):
+    """An ASGI `receive` that gives `body` once, then defers to `receive` (for the disconnect message)."""
+    sent = False
+
+    async def replay():
+        nonlocal sent
+        if sent:
+            return await receive()
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return replay

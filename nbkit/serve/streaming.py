@@ -1,5 +1,8 @@
 """Token streaming for the apps: one chat answer as it is generated, and several models at once.
 
+The apps' answers go through nbkit.serve.engine (batched across users), which yields the same Chunks;
+`stream_generate` is the per-answer path that `--engine off` keeps.
+
 - `stream_generate`: `generate` runs in a daemon thread with a streamer that emits text at every token
   (transformers' TextIteratorStreamer waits for a space, which delays the first word); closing the iterator or
   setting `stop_event` stops generation at the next token.
@@ -42,7 +45,8 @@ def fit_history(
 
 @dataclass
 class Chunk:
-    """The answer so far. `at` is time.perf_counter() when it arrived (to show interleaving across models)."""
+    """The answer so far. `at` is time.perf_counter() when it arrived (to show interleaving across models);
+    `delta` is what this chunk added to the text (whole UTF-8 characters only)."""
 
     text: str
     n_tokens: int
@@ -50,6 +54,7 @@ class Chunk:
     first_token_s: float | None
     done: bool = False
     at: float = 0.0
+    delta: str = ""
 
     @property
     def tokens_per_second(self) -> float:
@@ -165,7 +170,8 @@ def stream_generate(
         if failure:
             raise ServeError(f"generation failed: {type(failure[0]).__name__}: {failure[0]}")
         now = time.perf_counter()
-        yield Chunk(text.strip(), streamer.n_tokens, now - start, first, True, now)
+        text = text.rstrip("\ufffd").strip()  # a max-tokens cut can end inside a character
+        yield Chunk(text, streamer.n_tokens, now - start, first, True, now)
     finally:
         closed.set()
         thread.join(timeout=30)

@@ -50,9 +50,11 @@ def notebook_runs(notebook: str, profile: str = "cpu") -> list[str]:
     from the experiment configs the notebooks build; their ancestors (base-<model>, the primer) come with them.
 
     Example: notebook_runs("01") -> ["cpu-star-*"] (the loop and its ablation arms, e.g. cpu-star-norat-iter1);
-    notebook_runs("03", "smoke") -> ["smoke-budget-2fcfcb-*"] (the sweep the profile's config names).
+    notebook_runs("03", "smoke") -> ["smoke-budget-2fcfcb-*"] (the sweep the profile's config names);
+    notebook_runs("04") -> ["cpu-prefs-38bd8c-*"] (the votes, the DPO model and the new blind rounds).
     """
     from nbkit.experiments.budget import BudgetConfig
+    from nbkit.experiments.prefs import PrefsConfig
     from nbkit.experiments.rft import RftConfig
     from nbkit.experiments.star import StarConfig
     from nbkit.runs import run_name
@@ -62,6 +64,7 @@ def notebook_runs(notebook: str, profile: str = "cpu") -> list[str]:
         "01": lambda: [StarConfig.for_profile(profile).run_name("*")],  # arms are named star-<arm>
         "02": lambda: [RftConfig.for_profile(profile).run_name("*")],  # arms are named rft-<arm>
         "03": lambda: [BudgetConfig.for_profile(profile).run_name("*")],
+        "04": lambda: [PrefsConfig.for_profile(profile).run_name("*")],  # votes, dpo, compare; judge or arena
     }
     key = str(notebook)[:2]
     if key not in patterns:

@@ -41,12 +41,13 @@ PACKAGES = ("torch", "transformers", "trl", "peft", "datasets", "accelerate", "n
 # the guide's targets for the cpu profile (minutes): what a notebook should fit in, not a measurement
 TARGETS = {
     "00": "<= 3 min",
-    "01": "<= 15 (20) min",
+    "01": "<= 20 min",
     "02": "<= 15 min",
     "03": "<= 15 min",
-    "total": "<= 45 min",
+    "04": "<= 10 min",
+    "total": "<= 55 min",
 }
-TITLES = {"00": "00 tour", "01": "01 STaR", "02": "02 RFT", "03": "03 budget"}
+TITLES = {"00": "00 tour", "01": "01 STaR", "02": "02 RFT", "03": "03 budget", "04": "04 preferences"}
 
 
 # ------------------------------------------------------------------------------------------ the notebook's side
@@ -64,12 +65,14 @@ def claim_row(claim) -> dict:
     return {"claim": text, "verdict": found.group(0).upper() if found else None}
 
 
-def config_hash(config) -> str | None:
-    """Six hex digits of the config's JSON (a dataclass or a dict): two summaries with the same hash ran the same
-    settings."""
+def config_hash(config, ignore=()) -> str | None:
+    """Six hex digits of the config's JSON (a dataclass or a dict) without the keys in `ignore`: two summaries with
+    the same hash ran the same settings. The replicate key is the hash without the seed: two laptops with the
+    same replicate key ran the same experiment with (perhaps) different seeds (nbkit.room pools them)."""
     if config is None:
         return None
     data = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else dict(config)
+    data = {k: v for k, v in data.items() if k not in ignore}
     return hashlib.sha256(json.dumps(jsonable(data), sort_keys=True).encode()).hexdigest()[:6]
 
 
@@ -91,6 +94,7 @@ def record(
         "notebook": notebook,
         "profile": profile or config_dict.get("profile") or os.environ.get("NBKIT_PROFILE"),
         "config_hash": config_hash(config),
+        "replicate_key": config_hash(config, ignore=("seed",)),
         "seed": config_dict.get("seed"),
         "machine": machine(),
         "claims": [claim_row(c) for c in claims],
