@@ -552,7 +552,7 @@ def test_reward_errors_surface_through_grpo(tiny):
 def test_probe_and_gradient_norms(tiny):
     model, tok = tiny
     task = Arithmetic(digits=(1,))
-    exs = task.test(3)
+    exs = task.test(4)[1:]  # three prompts whose fake rewards give both kinds of group (with and without spread)
     p = probe(model, tok, task, exs, k=3, max_new_tokens=4, reward=hash_reward, progress=False)
     assert len(p.rewards) == 3 and all(len(r) == 3 for r in p.rewards)
     again = probe(model, tok, task, exs, k=3, max_new_tokens=4, reward=hash_reward, progress=False)

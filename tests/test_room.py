@@ -165,7 +165,8 @@ def entries_of(summaries: list[dict], nn: str, room: Room) -> list[dict]:
 def test_pooled_claims_match_a_direct_computation(tmp_path):
     entries = entries_of([laptop_summary(i) for i in range(8)], "01", Room(tmp_path))
     pooled = pool.pool_claims(entries)
-    assert len(pooled) == 4 and (pooled["laptops"] == 8).all()
+    numeric = [c for c in entries[0]["notebook"]["claims"] if c.get("effect") is not None]
+    assert len(pooled) == len(numeric) > 3 and (pooled["laptops"] == 8).all()
     for j, row in pooled.iterrows():
         claims = [e["notebook"]["claims"][j] for e in entries]
         mu, lo, hi, tau = direct_pool(*([c[k] for c in claims] for k in ("effect", "ci_lo", "ci_hi", "n")))

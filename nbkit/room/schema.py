@@ -141,6 +141,13 @@ SCHEMA = {
                 "versions": {"type": "object", "maxProperties": 20, "additionalProperties": SCALAR},
                 "total": {"type": "object", "properties": {"minutes": _num(0, 100_000)}},
                 "failed": {"type": "array", "maxItems": 20, "items": _text(4)},
+                # a summary merged from several runs: which run measured each notebook
+                "parts": {
+                    "type": "object",
+                    "maxProperties": 10,
+                    "propertyNames": {"pattern": "^[0-9]{2}$"},
+                    "additionalProperties": _text(200),
+                },
                 "notebooks": {
                     "type": "object",
                     "minProperties": 1,

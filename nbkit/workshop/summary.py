@@ -289,6 +289,12 @@ def time_table(summary: dict) -> str:
         f"trl {vers.get('trl')}.",
         "",
     ]
+    by_run = {}  # a reference merged from several runs (`parts`): which notebooks each run measured
+    for nn, source in summary.get("parts", {}).items():
+        by_run.setdefault(source, []).append(nn)
+    if len(by_run) > 1:
+        runs = "; ".join(f"{', '.join(nns)} on {source}" for source, nns in by_run.items())
+        lines[-2] = f"Measured in {len(by_run)} quiet runs: {runs}; torch {vers.get('torch')}."
     return "\n".join(lines)
 
 
