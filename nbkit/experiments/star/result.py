@@ -93,11 +93,7 @@ class StarResult:
         """Per held-out problem answered right (difficulty in `digits`): 1.0 when every step of its scratchpad is
         right too, else 0.0. Empty when the task cannot check steps."""
         rows = [r for r in self.eval_rows(iteration) if r["correct"] and r["difficulty"] in digits]
-        return (
-            [float(r["faithful"]) for r in rows if "faithful" in r]
-            if all("faithful" in r for r in rows)
-            else []
-        )
+        return [float(r["faithful"]) for r in rows] if all("faithful" in r for r in rows) else []
 
     def before_after(self, difficulty: int | None = None, n: int = 3) -> list[dict]:
         """Held-out questions with the seed model's completion and the last iteration's, fixed ones first."""

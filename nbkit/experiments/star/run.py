@@ -160,7 +160,7 @@ def replay_control(
     def build(writer):
         t0, (model, tok) = _now(), loop.model_of(loop.seed_run)
         records = primer_records(loop.task, loop.plain, loop.hinted)
-        rows = [{k: v for k, v in r.items() if k in {"prompt", "completion"}} for r in records]
+        rows = _sft_rows(records)
         steps = cfg.steps(1, len(rows))
         loop.say(
             f"[star] control: {loop.seed_run} fine-tuned {steps} steps on its own {len(rows)} rows -> {name}"
@@ -375,7 +375,7 @@ class Loop:
             model, tok = self.model_of(start)
             student = copy.deepcopy(model) if cfg.restart_from_base else model
             steps, t1 = cfg.steps(i, len(records)), _now()
-            rows = [{k: v for k, v in r.items() if k in {"prompt", "completion"}} for r in records]
+            rows = _sft_rows(records)
             model = self.stages["train"](
                 cfg, student, tok, rows, w, steps=steps, lr=cfg.lr, progress=self.progress
             ).model
@@ -481,6 +481,11 @@ class Loop:
 
 
 # -------------------------------------------------------------------------------------------- small helpers
+
+
+def _sft_rows(records: list[dict]) -> list[dict]:
+    """What the trainer reads of iteration records: prompt and completion (not their `source`)."""
+    return [{k: v for k, v in r.items() if k in {"prompt", "completion"}} for r in records]
 
 
 def _now() -> tuple[float, float]:
