@@ -21,6 +21,7 @@ USAGE = """\
   nbkit report --profile smoke 00        run notebooks headless into reports/
   nbkit arena export --format dpo -o DIR the arena's blind votes as DPO preference pairs
   nbkit room | room submit FILE --to URL the instructor's room: every laptop's results, pooled
+  nbkit room pool reports-seed-*/summary.json   the same pooling in the terminal, from files
 
 Everything you train is kept in a run registry (`nbkit runs list` says where). Add --help to any command."""
 
@@ -34,7 +35,7 @@ DELEGATED = {
 HELP = {
     "chat": "chat with a model or a trained run in your browser",
     "compare": "compare models side by side in your browser and vote (an Elo leaderboard)",
-    "room": "the instructor's room: pool every laptop's results (`nbkit room submit FILE` sends one)",
+    "room": "the instructor's room: pool every laptop's results (`nbkit room submit FILE` sends one; `nbkit room pool FILE...` pools files)",
 }
 
 

@@ -125,10 +125,19 @@ class ExperimentConfig:
     def run_name(self, *stage) -> str:
         """Every run of an experiment is "{profile}-{name}-{stage}". Example: profile cpu, name star:
         run_name("iter2") -> "cpu-star-iter2"; a budget sweep: run_name("sft4", "dpo28") ->
-        "cpu-budget-1db001-sft4-dpo28"."""
+        "cpu-budget-1db001-sft4-dpo28". A seed other than the field's default joins the profile ("cpu-s7-star-iter2",
+        NBKIT_SEED=7), so one registry holds a laptop's replicates side by side and a pattern such as "cpu-s7-star-*"
+        takes one replicate's loop and arms."""
         from nbkit.runs import run_name
 
-        return run_name(self.profile, self.name, *stage)
+        return run_name(self.profile, self.seed_tag(), self.name, *stage)
+
+    def seed_tag(self) -> str:
+        """ "s{seed}" when the config's seed is not its field's default, else "" (runs keep their names)."""
+        field = {f.name: f for f in dataclasses.fields(self)}.get("seed")
+        if field is None or self.seed == field.default:
+            return ""
+        return f"s{self.seed}"
 
 
 def from_dict(data: dict, cls, source: str = "config"):

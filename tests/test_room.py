@@ -14,6 +14,7 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+import pandas as pd
 import pytest
 
 from nbkit.config import ConfigError, parse_cli, seed_from
@@ -95,6 +96,27 @@ def test_nbkit_seed_sets_every_config_seed(monkeypatch):
     for bad in ("-3", "", str(2**40)):
         with pytest.raises(ConfigError, match="NBKIT_SEED"):
             seed_from(bad)
+
+
+def test_a_seeded_replicate_gets_its_own_run_names(monkeypatch, tmp_path):
+    """Seeds other than the default join the profile in every run name, so one registry holds a laptop's replicates
+    side by side: the archive's pattern for a seed takes that seed's runs and no other's."""
+    from nbkit.experiments.rft.config import RftConfig
+    from nbkit.experiments.star.config import StarConfig
+    from nbkit.workshop.archive import notebook_runs
+
+    monkeypatch.delenv("NBKIT_SEED", raising=False)
+    assert (
+        StarConfig.for_profile("cpu").run_name("iter1") == "cpu-star-iter1"
+    )  # the default seed keeps its names
+    assert RftConfig.for_profile("cpu", seed=0).run_name() == "cpu-rft"
+    monkeypatch.setenv("NBKIT_SEED", "7")
+    assert StarConfig.for_profile("cpu").run_name("iter1") == "cpu-s7-star-iter1"
+    assert StarConfig.for_profile("cpu", name="star-norat").run_name("iter1") == "cpu-s7-star-norat-iter1"
+    assert RftConfig.for_profile("cpu").run_name("warmstart") == "cpu-s7-rft-warmstart"
+    budget = BudgetConfig.for_profile("cpu")
+    assert budget.run_name("sft4") == f"cpu-s7-{budget.name}-sft4"
+    assert notebook_runs("01", "cpu") == ["cpu-s7-star-*"]
 
 
 @dataclass
@@ -199,6 +221,20 @@ def test_verdict_counts_direction_and_text_claims(tmp_path):
     # below 0 departs
     assert first["hi"] < 0 and first["verdict"] == "DEPARTS"
     assert (text["AGREES"], text["DEPARTS"], text["laptops"]) == (2, 1, 3) and math.isnan(text["effect"])
+
+
+def test_a_level_claim_is_pooled_against_its_target(tmp_path):
+    """ "4-digit accuracy at least 20%" is tested against 0.2, not 0: three laptops at 0.18-0.25 decide nothing."""
+    summaries = [
+        {"profile": "cpu", "notebooks": {"01": {"replicate_key": "abcdef", "claims": [
+            {"claim": "4-digit accuracy, at least 20%", "verdict": "INCONCLUSIVE", "effect": e, "ci_lo": e - 0.1,
+             "ci_hi": e + 0.1, "n": 48, "direction": 1, "null": 0.2}]}}}
+        for e in (0.18, 0.21, 0.25)
+    ]  # fmt: skip
+    row = pool.pool_claims(entries_of(summaries, "01", Room(tmp_path))).iloc[0]
+    assert row["lo"] > 0 and row["lo"] < 0.2 < row["hi"]  # on the paper's side of 0, not of the target
+    assert row["null"] == 0.2 and row["verdict"] == "INCONCLUSIVE"
+    assert "against 0.2 INCONCLUSIVE" in pool.text_report(Room(tmp_path).entries())
 
 
 def test_claims_line_up_by_wording_when_a_laptop_has_one_more(tmp_path):
@@ -372,6 +408,37 @@ def test_cli_submit_writes_the_file(tmp_path, monkeypatch):
     assert main(["room", "submit", str(tmp_path / "missing.json"), "--to", str(tmp_path)]) == 2
     assert main(["room", "--bogus"]) == 2  # one line, no traceback
     assert main(["room", "--auth", "nopassword"]) == 2
+
+
+def test_cli_pool_prints_the_pooled_view_of_files(tmp_path, capsys):
+    """`nbkit room pool`: one person's seeds pooled in the terminal, the numbers the room's page would show."""
+    from nbkit.cli import main
+
+    paths = []
+    for i in range(4):
+        (tmp_path / f"reports-seed-{i}").mkdir()
+        paths.append(tmp_path / f"reports-seed-{i}" / "summary.json")
+        paths[-1].write_text(json.dumps(laptop_summary(i)))
+    (tmp_path / "broken.json").write_text('{"notebooks": {"02": {"minutes": -1}}}')
+    out = tmp_path / "pooled"
+    assert main(["room", "pool", *map(str, paths), str(tmp_path / "broken.json"), "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "broken.json: not pooled: summary.notebooks.02.minutes: -1" in text
+    assert "02 · cpu · 02aaaa: 4 laptops, seeds 0, 1, 2, 3" in text
+    room = Room(tmp_path / "room")
+    for i, path in enumerate(paths):
+        room.store_file(path, f"seed-{i}")
+    group = room.entries("02")
+    direct = pool.pool_claims(group)
+    mine = pool.laptop_claims(group).sort_values("seed")
+    for row in direct.dropna(subset=["effect"]).itertuples():  # every pooled number and each seed's estimate
+        assert f"pooled {row.effect:+.3f} [{row.lo:+.3f}, {row.hi:+.3f}] {row.verdict}" in text
+        own = " ".join(f"{x:+.3f}" for x in mine[mine["key"] == row.key]["effect"])
+        assert f"each laptop (seed order): {own}" in text
+    assert (out / "pooled.csv").exists() and (out / "laptops.csv").exists()
+    assert set(pd.read_csv(out / "laptops.csv")["name"]) == {f"reports-seed-{i}" for i in range(4)}
+    assert main(["room", "pool", str(tmp_path / "broken.json")]) == 1
+    assert "nothing to pool" in capsys.readouterr().out
 
 
 # ------------------------------------------------------------------------------------------ a running room

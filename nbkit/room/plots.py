@@ -53,7 +53,7 @@ def forest(entries: list[dict], title: str = "") -> Figure:
             y_ticks = [*range(len(rows)), y]
         else:
             y_ticks = list(range(len(rows)))
-        ax.axvline(0, color="0.6", lw=0.8, ls="--")
+        ax.axvline(p.null, color="0.6", lw=0.8, ls="--")  # 0 for a difference, the target for a level
         ax.set_yticks(y_ticks, labels, fontsize=7)
         ax.invert_yaxis()
         counts = " ".join(f"{p[v]} {v.lower()}" for v in pool.COUNTED)

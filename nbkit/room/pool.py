@@ -16,7 +16,7 @@ How a claim is pooled: a random-effects meta-analysis (DerSimonian-Laird), with 
   never narrower than the within-run errors imply): with 5-30 laptops DerSimonian-Laird's own normal interval is
   too narrow, and so is a bootstrap over laptops (a percentile bootstrap over 8 values covers about 90%, not 95%).
 - The pooled verdict is the interval's, with the claim's rule (nbkit.claims.Claim): AGREES when it lies on the
-  paper's side of 0. The paper's side is the claim's `direction` when the summary gives it, else the side its
+  paper's side of the claim's null (0 for a difference, the target for a level claim such as "at least 20%"). The paper's side is the claim's `direction` when the summary gives it, else the side its
   AGREES laptops are on, else +1 (nbkit.claims' default).
 
     entries = Room("room").entries()
@@ -170,7 +170,8 @@ def common_text(texts: list[str]) -> str:
 
 
 def laptop_claims(entries: list[dict]) -> pd.DataFrame:
-    """One row per laptop and claim: laptop, name, seed, key, text, verdict, effect, lo, hi, n, direction."""
+    """One row per laptop and claim: laptop, name, seed, key, text, verdict, effect, lo, hi, n, direction, null (the
+    value the claim is tested against: 0 for a difference, the target for a level such as "at least 20%")."""
     rows = [
         {
             "laptop": e["laptop"]["key"],
@@ -184,13 +185,27 @@ def laptop_claims(entries: list[dict]) -> pd.DataFrame:
             "hi": c.get("ci_hi"),
             "n": c.get("n"),
             "direction": c.get("direction"),
+            "null": c.get("null"),
         }
         for e in entries
         for c, key in zip(
             e["notebook"].get("claims", []), claim_keys([c["claim"] for c in e["notebook"].get("claims", [])])
         )
     ]
-    columns = ["laptop", "name", "seed", "key", "text", "verdict", "effect", "lo", "hi", "n", "direction"]
+    columns = [
+        "laptop",
+        "name",
+        "seed",
+        "key",
+        "text",
+        "verdict",
+        "effect",
+        "lo",
+        "hi",
+        "n",
+        "direction",
+        "null",
+    ]
     return pd.DataFrame(rows, columns=columns)
 
 
@@ -203,6 +218,12 @@ def direction(rows: pd.DataFrame) -> int:
     decided = rows[rows["verdict"].isin(["AGREES", "DEPARTS"]) & rows["effect"].notna()]
     votes = sum(np.sign(r.effect) * (1 if r.verdict == "AGREES" else -1) for r in decided.itertuples())
     return int(np.sign(votes)) or 1
+
+
+def null_of(rows: pd.DataFrame) -> float:
+    """The value a claim is tested against: its `null` if the summaries give it (a level claim's target), else 0."""
+    given = rows["null"].dropna()
+    return float(given.iloc[0]) if len(given) else 0.0
 
 
 def pool_claims(entries: list[dict]) -> pd.DataFrame:
@@ -224,6 +245,7 @@ def pool_claims(entries: list[dict]) -> pd.DataFrame:
             "i2": math.nan,
             "within": math.nan,
             "verdict": None,
+            "null": null_of(rows),
             "key": key,
         }
         measured = rows.dropna(subset=["effect", "lo", "hi"])
@@ -234,11 +256,30 @@ def pool_claims(entries: list[dict]) -> pd.DataFrame:
             row["within"] = float(np.median((measured["hi"] - measured["lo"]) / 2))
             if len(measured) > 1:
                 claim = Claim(
-                    row["claim"], pooled["effect"], pooled["lo"], pooled["hi"], len(measured), direction(rows)
+                    row["claim"],
+                    pooled["effect"],
+                    pooled["lo"],
+                    pooled["hi"],
+                    len(measured),
+                    direction(rows),
+                    null=row["null"],
                 )
                 row["verdict"] = claim.verdict
         out.append(row)
-    columns = ["claim", "laptops", *COUNTED, "effect", "lo", "hi", "tau", "i2", "within", "verdict", "key"]
+    columns = [
+        "claim",
+        "laptops",
+        *COUNTED,
+        "effect",
+        "lo",
+        "hi",
+        "tau",
+        "i2",
+        "within",
+        "verdict",
+        "null",
+        "key",
+    ]
     return pd.DataFrame(out, columns=columns)
 
 
@@ -344,3 +385,54 @@ def laptops(entries: list[dict]) -> pd.DataFrame:
         rows,
         columns=["name", "id", "seed", "cpu", "threads", "load", "minutes"] + [v.lower() for v in COUNTED],
     )
+
+
+# ------------------------------------------------------------------------------------------------ as text
+
+
+def _signed(x) -> str:
+    return "n/a" if x is None or x != x else f"{x:+.3f}"
+
+
+def text_report(entries: list[dict]) -> str:
+    """The pooled view as text, for a terminal or the guide: per experiment, each claim with the laptops' verdict
+    counts, the pooled effect and its between-laptop interval, tau beside the median within-run half width, and
+    every laptop's own estimate in seed order (the spread a single run cannot show).
+
+    Example line: "  pooled +0.376 [+0.311, +0.441] AGREES · tau 0.031 · within-run +/-0.142 · 5 laptops: 5 A"
+    """
+    lines = []
+    for label, group in groups(entries).items():
+        seeds = [e["notebook"].get("seed") for e in group]
+        lines.append(f"{label}: {len(group)} laptop{'s' * (len(group) != 1)}, seeds {_seed_list(seeds)}")
+        table, mine = pool_claims(group), laptop_claims(group)
+        mine = mine.assign(order=[_seed_order(s) for s in mine["seed"]]).sort_values(["order", "name"])
+        for row in table.itertuples():
+            counts = " ".join(f"{getattr(row, v)} {v[0]}" for v in COUNTED if getattr(row, v))
+            lines.append(f"- {row.claim}")
+            if row.effect == row.effect:  # a measured claim
+                against = f" against {row.null:g}" if row.null else ""
+                pooled = (
+                    f"pooled {_signed(row.effect)} [{_signed(row.lo)}, {_signed(row.hi)}]{against} "
+                    f"{row.verdict or ''}"
+                    if row.lo == row.lo
+                    else f"one laptop: {_signed(row.effect)}"
+                )
+                own = " ".join(_signed(x) for x in mine[mine["key"] == row.key]["effect"])
+                lines.append(
+                    f"  {pooled.rstrip()} · tau {row.tau:.3f} · within-run +/-{row.within:.3f} · "
+                    f"{row.laptops} laptops: {counts}"
+                )
+                lines.append(f"  each laptop (seed order): {own}")
+            else:
+                lines.append(f"  {row.laptops} laptops: {counts}")
+        lines.append("")
+    return "\n".join(lines).rstrip() + "\n" if lines else "no submissions\n"
+
+
+def _seed_order(seed):
+    return (0, seed) if isinstance(seed, (int, float)) else (1, str(seed))
+
+
+def _seed_list(seeds: list) -> str:
+    return ", ".join("?" if s is None else str(s) for s in sorted(seeds, key=_seed_order))

@@ -99,13 +99,7 @@ class Room:
         stored, refused = [], []
         for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
             try:
-                if path.stat().st_size > self.max_bytes:
-                    raise RoomError(f"too large ({path.stat().st_size:,} bytes; at most {self.max_bytes:,})")
-                body = path.read_bytes()
-                data = loads(body, self.max_bytes)
-                if isinstance(data, dict) and "nbkit_room" not in data and "notebooks" in data:
-                    data = from_summary_file(data, body, path)
-                out = self.store(data)
+                out = self.store_file(path)
                 stored.append(f"{path.name}: {out['name']} {', '.join(out['notebooks'])}")
             except RoomError as e:
                 if e.status != 409:  # already stored: nothing to say
@@ -113,6 +107,19 @@ class Room:
             except OSError as e:
                 refused.append(f"{path.name}: not a readable submission ({type(e).__name__}: {str(e)[:80]})")
         return stored, refused
+
+    def store_file(self, path: str | Path, name: str | None = None) -> dict:
+        """Store one file: a submission (`nbkit room submit --to FOLDER` writes them) or a plain summary.json
+        (its laptop called `name`, else the file's name). RoomError (or OSError) if refused; returns what `store`
+        returns."""
+        path = Path(path)
+        if path.stat().st_size > self.max_bytes:
+            raise RoomError(f"too large ({path.stat().st_size:,} bytes; at most {self.max_bytes:,})")
+        body = path.read_bytes()
+        data = loads(body, self.max_bytes)
+        if isinstance(data, dict) and "nbkit_room" not in data and "notebooks" in data:
+            data = from_summary_file(data, body, path, name)
+        return self.store(data)
 
     def _path(self, notebook: str, key: str) -> Path:
         return self.folder / "notebooks" / notebook / f"{key}.json"
@@ -125,14 +132,14 @@ class Room:
             return None
 
 
-def from_summary_file(summary: dict, body: bytes, path: Path) -> dict:
+def from_summary_file(summary: dict, body: bytes, path: Path, name: str | None = None) -> dict:
     """A plain summary.json dropped in the inbox, as a submission: its laptop is the file's content hash (the same
-    file twice counts once) and its name the file's name. `nbkit room submit FILE --to FOLDER` writes a proper
-    submission instead, which carries the laptop's id, so that a later file replaces an earlier one."""
+    file twice counts once) and its name `name`, else the file's name. `nbkit room submit FILE --to FOLDER` writes a
+    proper submission instead, which carries the laptop's id, so that a later file replaces an earlier one."""
     digest = hashlib.sha256(body).hexdigest()[:32]
     return {
         "nbkit_room": VERSION,
-        "laptop": {"id": digest, "name": re.sub(r"[^\w. -]+", "-", path.stem)[:40] or "summary"},
+        "laptop": {"id": digest, "name": re.sub(r"[^\w. -]+", "-", name or path.stem)[:40] or "summary"},
         "submission": digest,
         "sent": path.stat().st_mtime,
         "summary": summary,

@@ -3,6 +3,7 @@
     nbkit room --host 0.0.0.0 --auth teacher:s3cret --key tulip-42     # serve; prints the attendees' command
     nbkit room submit reports/cpu/summary.json --to http://10.0.0.5:7860 --key tulip-42   # on a laptop
     nbkit room submit reports/cpu/summary.json --to /media/usb/room                      # offline: a file
+    nbkit room pool reports-seed-*/summary.json --out pooled/      # no page: the pooled table, CSV and figures
 
 Two secrets: the page is for the password holder only (`--auth`, else a generated login, printed once, with the
 login throttle of the other apps), and laptops submit with the room's key (`--key`, else generated), which lets
@@ -218,8 +219,33 @@ def serve(cfg: RoomConfig, say=print):
     return demo, key
 
 
+def pool_files(paths: list[str], out: str | None = None, say=print) -> int:
+    """`nbkit room pool`: store every file (a folder: its *.json) in a room of its own, print the pooled view, and
+    export it into `out` if given. 0, or 1 when no file could be pooled; each refused file gets one line."""
+    import tempfile
+
+    files = [f for p in map(Path, paths) for f in (sorted(p.glob("*.json")) if p.is_dir() else [p])]
+    with tempfile.TemporaryDirectory() as tmp:
+        room = Room(tmp)
+        for f in files:
+            try:  # a summary.json is named after its folder: reports-seed-3/summary.json is "reports-seed-3"
+                room.store_file(f, f.resolve().parent.name if f.name == "summary.json" else None)
+            except (RoomError, OSError) as e:
+                say(f"{f}: not pooled: {e}")
+        entries = room.entries()
+        if not entries:
+            say(f"nothing to pool: none of {len(files)} file(s) is a summary or a submission")
+            return 1
+        say(pool.text_report(entries).rstrip())
+        if out:
+            written = plots.export(entries, out)
+            say(f"written {len(written)} files into {out}: {', '.join(p.name for p in written)}")
+    return 0
+
+
 def cli(argv: list[str]) -> int:
-    """`nbkit room [options]` serves; `nbkit room submit FILE [--to URL|FOLDER]` sends (argv[0] is "room")."""
+    """`nbkit room [options]` serves; `nbkit room submit FILE [--to URL|FOLDER]` sends; `nbkit room pool FILE...`
+    pools files in the terminal (argv[0] is "room")."""
     if argv[1:2] == ["submit"]:
         p = argparse.ArgumentParser(
             prog="nbkit room submit", description="Send a summary to the instructor's room."
@@ -232,6 +258,18 @@ def cli(argv: list[str]) -> int:
         )
         args = p.parse_args(argv[2:])
         return 0 if submit(args.file, args.to, args.key, args.name) is not None else 1
+    if argv[1:2] == ["pool"]:
+        p = argparse.ArgumentParser(
+            prog="nbkit room pool",
+            description="Pool summaries from files, without a page: the room's table in the terminal (and its CSV "
+            "and figures with --out). For one person's own replicates: "
+            "`NBKIT_SEED=k nbkit report --profile cpu --out reports-seed-k 02` for a few k, then "
+            "`nbkit room pool reports-seed-*/summary.json`.",
+        )
+        p.add_argument("files", nargs="+", help="summary.json files, submission files, or folders of them")
+        p.add_argument("--out", help="also write pooled.csv, laptops.csv and the figures into this folder")
+        args = p.parse_args(argv[2:])
+        return pool_files(args.files, args.out)
     from transformers import HfArgumentParser
 
     p = HfArgumentParser(
