@@ -302,6 +302,11 @@ def main(argv: list[str] | None = None) -> int:
     except NbkitError as e:
         print(f"nbkit: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `nbkit room pool ... | head`: the reader left early; no traceback at exit either
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
 
 
 if __name__ == "__main__":

@@ -8,7 +8,15 @@ import json
 
 import pytest
 
-from nbkit.workshop.summary import ROOT, check_prose, markdown_of, prose_files, unmarked_numbers
+from nbkit.workshop.summary import (
+    ROOT,
+    check_prose,
+    check_seed_blocks,
+    markdown_of,
+    pooled_report,
+    prose_files,
+    unmarked_numbers,
+)
 
 REFERENCE = ROOT / "docs" / "reference" / "summary-cpu.json"
 FILES = prose_files()
@@ -62,7 +70,38 @@ def test_the_guide_has_the_generated_time_table_and_each_notebook_records_its_su
     assert "<!-- summary: time table -->" in FILES["workshop.md"].read_text()
     for path in FILES.values():
         if path.suffix == ".ipynb":
-            code = ["".join(c["source"]) for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code"]
+            code = [
+                "".join(c["source"])
+                for c in json.loads(path.read_text())["cells"]
+                if c["cell_type"] == "code"
+            ]
             if "room.submit(part)" in code[-1]:  # sending the record to the room comes after it
                 code.pop()
             assert f'summary.record(\n    "{path.name[:2]}"' in code[-1], path.name
+
+
+def test_a_seeds_block_is_checked_against_its_committed_files():
+    """A pasted `nbkit room pool` view passes only as that command prints it for the committed seed summaries."""
+    pattern = "docs/reference/seeds-cpu/02-*.json"
+    report = pooled_report(pattern)
+    assert report.startswith("02 · cpu · ") and "5 laptops, seeds 0, 1, 2, 3, 4" in report
+    line = next(x.strip() for x in report.splitlines() if x.strip().startswith("pooled "))
+
+    def block(body, files=pattern):
+        return f"<!-- seeds: {files} -->\n```\n{body}\n```\n<!-- /seeds -->"
+
+    assert check_seed_blocks(block(line)) == []
+    changed = line.replace("pooled +", "pooled +1", 1)
+    assert check_seed_blocks(block(changed)) == [
+        f"seeds block {pattern}: {changed!r} is not what `nbkit room pool {pattern}` prints"
+    ]
+    assert check_seed_blocks(block(line, "docs/reference/none-*.json")) == [
+        "seeds block: docs/reference/none-*.json names no file"
+    ]
+    assert (
+        "holds anything but"
+        in check_seed_blocks(f"<!-- seeds: {pattern} -->\nsaid 0.9 %\n<!-- /seeds -->")[0]
+    )
+    assert (
+        unmarked_numbers(block("took 12.6 min")) == []
+    )  # the block's numbers are checked line by line instead

@@ -188,6 +188,9 @@ TABLE = re.compile(r"(<!-- summary: time table -->\n)(.*?)(<!-- /summary -->)", 
 # numbers that look measured: minutes, seconds, percentages, throughput, ratios
 HISTORY = re.compile(r"<!-- history:.*?<!-- /history -->", re.S)
 MEASURED = re.compile(rf"(?<![\w.]){NUM}(?:\s?(?:%|min\b|minutes\b|s\b|tok/s\b)|x\b)")
+# a fenced block of `nbkit room pool FILES` output (a seed study's pooled view): every line of it must be a line that
+# command prints for the committed FILES (a glob from the repository's root)
+SEEDS = re.compile(r"<!-- seeds: (?P<files>[^>]+?) -->\n(?P<body>.*?)<!-- /seeds -->", re.S)
 
 
 def lookup(summary: dict, key: str):
@@ -235,6 +238,47 @@ def check_prose(text: str, summary: dict) -> list[str]:
             out.append(f"{m['key']}: the prose says {m['num']}{m['unit'] or ''}, the summary {expected}")
     if TABLE.search(text) and TABLE.search(text).group(2) != time_table(summary):
         out.append("the time table differs from the summary's")
+    return out + check_seed_blocks(text)
+
+
+def pooled_report(pattern: str, root: Path = ROOT) -> str | None:
+    """What `nbkit room pool` prints for the files `pattern` (a glob from `root`) names; None if it names none."""
+    import tempfile
+
+    from nbkit.room import Room
+    from nbkit.room.pool import text_report
+
+    files = sorted(root.glob(pattern))
+    if not files:
+        return None
+    with tempfile.TemporaryDirectory() as tmp:
+        room = Room(tmp)
+        for f in files:
+            room.store_file(f)
+        return text_report(room.entries())
+
+
+def check_seed_blocks(text: str, root: Path = ROOT) -> list[str]:
+    """One line per line of a seeds block that `nbkit room pool FILES` does not print for the committed FILES, and
+    per block whose FILES are missing or that holds anything but one fenced block."""
+    out = []
+    for m in SEEDS.finditer(text):
+        pattern, body = m["files"].strip(), m["body"].strip()
+        report = pooled_report(pattern, root)
+        if report is None:
+            out.append(f"seeds block: {pattern} names no file")
+            continue
+        if not (body.startswith("```") and body.endswith("```")):
+            out.append(
+                f"seeds block {pattern}: holds anything but one fenced block of `nbkit room pool` output"
+            )
+            continue
+        printed = {line.strip() for line in report.splitlines()}
+        for line in body.splitlines()[1:-1]:
+            if line.strip() and line.strip() not in printed:
+                out.append(
+                    f"seeds block {pattern}: {line.strip()!r} is not what `nbkit room pool {pattern}` prints"
+                )
     return out
 
 
@@ -255,11 +299,15 @@ def update_prose(text: str, summary: dict) -> str:
 
 def unmarked_numbers(text: str, allowed=()) -> list[str]:
     """Measured-looking numbers ("12.6 min", "52%", "3.3 s", "164 tok/s", "2.0x") with no ref marker, outside code
-    spans, comments, the generated table, history regions and the `allowed` phrases.
+    spans, comments, the generated table, history regions, seeds blocks and the `allowed` phrases.
 
     Example: "took 12.6 min<!-- ref: 02.minutes -->, then 3 s" -> ["3 s"]
     """
-    for region in (TABLE, HISTORY):
+    for region in (
+        TABLE,
+        HISTORY,
+        SEEDS,
+    ):  # SEEDS: checked line by line against its files (check_seed_blocks)
         text = region.sub("", text)
     for phrase in allowed:
         text = text.replace(phrase, "")
