@@ -297,6 +297,11 @@ def test_curves_median_and_minutes(tmp_path):
     assert set(stages["stage"]) == {"01", "01 loop"} and set(stages["cpu"]) == {
         f"{c} (2 threads)" for c in CPUS
     }
+    axes = [ax for ax in plots.overlay(entries).axes if ax.get_visible()]
+    by_curve = {}
+    for ax in axes:  # the series of one curve share a y scale: the runs compare by eye
+        by_curve.setdefault(ax.get_title().split(":")[0], set()).add(ax.get_ylim())
+    assert len(axes) > 1 and all(len(limits) == 1 for limits in by_curve.values())
 
 
 # ------------------------------------------------------------------------------------- storing, and refusing

@@ -70,7 +70,8 @@ def forest(entries: list[dict], title: str = "") -> Figure:
 
 
 def overlay(entries: list[dict], title: str = "") -> Figure:
-    """One panel per curve and series: every laptop's curve, thin, and the laptops' median, thick."""
+    """One panel per curve and series (the series of one curve on one y scale): every laptop's curve, thin, and the
+    laptops' median, thick."""
     frame = pool.curves(entries)
     if frame.empty:
         return _empty("no curves yet")
@@ -90,6 +91,11 @@ def overlay(entries: list[dict], title: str = "") -> Figure:
         )
         ax.set_title(series if series == curve else f"{curve}: {series}", fontsize=9)
         ax.legend(fontsize=7)
+    for curve in dict.fromkeys(c for c, _ in panels):  # one curve's series on one scale, so runs compare by eye
+        shown = [ax for ax, (c, _) in zip(axes, panels) if c == curve]
+        lo, hi = min(ax.get_ylim()[0] for ax in shown), max(ax.get_ylim()[1] for ax in shown)
+        for ax in shown:
+            ax.set_ylim(lo, hi)
     for ax in axes[len(panels) :]:
         ax.set_visible(False)
     if title:
