@@ -91,7 +91,8 @@ def overlay(entries: list[dict], title: str = "") -> Figure:
         )
         ax.set_title(series if series == curve else f"{curve}: {series}", fontsize=9)
         ax.legend(fontsize=7)
-    for curve in dict.fromkeys(c for c, _ in panels):  # one curve's series on one scale, so runs compare by eye
+    # one curve's series on one scale, so that the runs compare by eye
+    for curve in dict.fromkeys(c for c, _ in panels):
         shown = [ax for ax, (c, _) in zip(axes, panels) if c == curve]
         lo, hi = min(ax.get_ylim()[0] for ax in shown), max(ax.get_ylim()[1] for ax in shown)
         for ax in shown:
