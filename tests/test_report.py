@@ -2,7 +2,7 @@
 
 import nbformat
 
-from nbkit.workshop.report import CELL_TIMEOUT, execute
+from nbkit.workshop.report import CELL_TIMEOUT, disk_warning, execute
 
 
 def test_the_cpu_profile_has_no_cell_time_limit_and_smoke_has_one():
@@ -43,3 +43,21 @@ def test_execute_starts_the_kernel_in_the_notebook_folder_without_the_tcp_warnin
         "98_cwd.ipynb",
         "out",
     ]  # no socket files left behind
+
+
+def test_a_disk_too_small_for_the_notebooks_runs_is_said_before_they_start(tmp_path, monkeypatch):
+    """03's cpu runs keep 8.1 GB of checkpoints: with less room, one line says so before the run, not a traceback
+    from safetensors an hour in. Notebooks with no measured size, and the smoke profile, say nothing."""
+    import shutil
+    from collections import namedtuple
+
+    usage = namedtuple("usage", "total used free")
+    paths = [tmp_path / "02_rft.ipynb", tmp_path / "03_budget.ipynb"]
+    root = tmp_path / "runs"  # not made yet: the check looks at the disk it will be on
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(100e9, 95e9, 5e9))
+    line = disk_warning("cpu", paths, root)
+    assert "5.0 GB free" in line and "8.6 GB" in line and "03: 8.1 GB" in line and str(root) in line
+    assert disk_warning("smoke", paths, root) is None
+    assert disk_warning("cpu", [tmp_path / "00_tour.ipynb"], root) is None
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(100e9, 50e9, 50e9))
+    assert disk_warning("cpu", paths, root) is None

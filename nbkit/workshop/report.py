@@ -30,6 +30,9 @@ from pathlib import Path
 NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
 # seconds one cell may run, per profile; None: no limit (a slow laptop is not an error)
 CELL_TIMEOUT = {"smoke": 900, "cpu": None, "gpu": None}
+# GB of checkpoints one run of a notebook leaves in the registry (`du -sh` of one seed's registry, quiet cpu runs of
+# 2 December 2026, docs/workshop.md "Before the day"); notebooks not measured are left out
+DISK_GB = {("cpu", "02"): 0.52, ("cpu", "03"): 8.1}
 
 
 def notebook_paths(folder: Path = NOTEBOOKS, only: list[str] | None = None) -> list[Path]:
@@ -145,6 +148,29 @@ def _minutes(seconds: float) -> str:
     return f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.0f} s"
 
 
+def disk_warning(profile: str, paths: list[Path], root: Path | None = None) -> str | None:
+    """A line to print before running `paths` when the registry's disk has less room than their runs keep
+    (DISK_GB), else None. A warning, not a refusal: runs already in the registry are reused and take no more."""
+    import shutil
+
+    from nbkit.runs import default_root
+
+    need = {p.name[:2]: DISK_GB[(profile, p.name[:2])] for p in paths if (profile, p.name[:2]) in DISK_GB}
+    if not need:
+        return None
+    root = Path(root) if root is not None else default_root()[0]
+    probe = next((p for p in [root, *root.resolve().parents] if p.exists()), Path("/"))
+    free = shutil.disk_usage(probe).free / 1e9
+    if free >= 1.2 * sum(need.values()):
+        return None
+    sizes = ", ".join(f"{nn}: {gb:g} GB" for nn, gb in need.items())
+    return (
+        f"[{profile}] warning: {free:.1f} GB free for the run registry {root}, and new runs of these notebooks keep "
+        f"about {sum(need.values()):.1f} GB of checkpoints ({sizes}). A full disk stops a notebook mid-run with "
+        f"'No space left on device': delete finished runs under {root} first (runs already there are reused)."
+    )
+
+
 def run_all(
     profile: str = "cpu", out: str | Path = "reports", only: list[str] | None = None, folder: Path = NOTEBOOKS
 ) -> int:
@@ -163,6 +189,8 @@ def run_all(
         f"[{profile}] {len(paths)} notebooks; cell time limit: {f'{limit} s' if limit else 'none'}",
         flush=True,
     )
+    if warning := disk_warning(profile, paths):
+        print(warning, file=sys.stderr, flush=True)
     load_start, minutes = os.getloadavg(), {}
     parts = tempfile.TemporaryDirectory(prefix="nbkit-summary-")
     total = time.perf_counter()
