@@ -112,6 +112,17 @@ def env_seed(cls) -> dict:
     return {"seed": seed_from(value)}
 
 
+def settings_hash(config, ignore=()) -> str:
+    """Six hex digits of a config's settings (a dataclass or a dict) without the keys in `ignore`: the same digits
+    mean the same settings. Names the budget sweep's and the preference loop's runs, and a summary's config hash.
+
+    Example: settings_hash({"lr": 1e-4, "profile": "cpu"}, ignore={"profile"}) == settings_hash({"lr": 1e-4})
+    """
+    data = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else dict(config)
+    keep = {k: v for k, v in data.items() if k not in ignore}
+    return hashlib.sha256(json.dumps(keep, sort_keys=True).encode()).hexdigest()[:6]
+
+
 class ExperimentConfig:
     """The two methods every experiment's config dataclass shares (a base for methods only, never for fields):
     `for_profile` builds it from a row of the PROFILES table in the class's own module, `run_name` names its runs."""

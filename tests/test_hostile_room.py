@@ -35,6 +35,7 @@ from nbkit.serve.launch import build_app, launch
 from nbkit.serve.limits import LimitError, Limits
 
 registry = test_apps.registry  # the fixture: a registry with tiny-b (a full checkpoint) and tiny-lora
+chat_app = test_apps.chat_app  # the fixture: the chat app on a backend of that registry
 
 
 @pytest.fixture(scope="module")
@@ -212,14 +213,6 @@ def test_an_empty_seed_is_random_and_a_bad_one_is_refused(chat_app):
         for _ in range(3)
     }
     assert len(answers) > 1  # random each time: Retry gives a new answer
-
-
-@pytest.fixture(scope="module")
-def chat_app(registry, tmp_path_factory):
-    backend = make_backend(registry, tmp_path_factory)
-    demo = launch(build_app("chat", backend), backend.cfg)
-    yield demo, backend
-    demo.close()
 
 
 # ------------------------------------------------------------------------------------------------ 7-9

@@ -312,13 +312,17 @@ def cli(argv: list[str]) -> int:
         _check_launch(name)
     print(f"nbkit: loading {backend.default_models[0]} ...", file=sys.stderr)
     backend.model(backend.default_models[0])  # fail early, and the first user does not wait for loading
-    demo = launch(build_app(app, backend), cfg)
+    serve_until_interrupted(launch(build_app(app, backend), cfg))
+    return 0
+
+
+def serve_until_interrupted(demo) -> None:
+    """Keep a launched app serving until Ctrl-C, then close it."""
     try:
         while True:
             time.sleep(3600)
     except KeyboardInterrupt:
         demo.close()
-    return 0
 
 
 def _check_launch(name: str) -> None:

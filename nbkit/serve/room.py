@@ -21,7 +21,6 @@ import hmac
 import secrets
 import sys
 import textwrap
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,7 +31,7 @@ from nbkit.room.client import KEY_ENV, SUBMIT_PATH, submit
 from nbkit.room.schema import MAX_BYTES, RoomError, parse
 from nbkit.room.store import Room, laptop_key
 from nbkit.serve.backend import ServeConfig
-from nbkit.serve.launch import launch, parse_auth
+from nbkit.serve.launch import launch, parse_auth, serve_until_interrupted
 from nbkit.serve.limits import LimitError, RateLimiter
 from nbkit.serve.ui import ui_errors
 
@@ -283,12 +282,7 @@ def cli(argv: list[str]) -> int:
         raise ConfigError(
             f"nbkit room: unknown option(s) {' '.join(unknown)}; `nbkit room --help` lists them"
         )
-    demo, _ = serve(cfg)
-    try:
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        demo.close()
+    serve_until_interrupted(serve(cfg)[0])
     return 0
 
 

@@ -27,12 +27,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import hashlib
 import json
 import math
 import os
 import re
 from pathlib import Path
+
+from nbkit.config import settings_hash
 
 ROOT = Path(__file__).resolve().parents[2]
 PART_DIR_ENV = "NBKIT_SUMMARY_DIR"
@@ -72,8 +73,7 @@ def config_hash(config, ignore=()) -> str | None:
     if config is None:
         return None
     data = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else dict(config)
-    data = {k: v for k, v in data.items() if k not in ignore}
-    return hashlib.sha256(json.dumps(jsonable(data), sort_keys=True).encode()).hexdigest()[:6]
+    return settings_hash(jsonable(data), ignore)
 
 
 def record(

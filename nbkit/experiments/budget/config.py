@@ -7,12 +7,10 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
-from nbkit.config import ExperimentConfig, opt
+from nbkit.config import ExperimentConfig, opt, settings_hash
 from nbkit.errors import ConfigError
 
 TASKS = ("arithmetic", "gsm8k")
@@ -75,8 +73,7 @@ class BudgetConfig(ExperimentConfig):
     def sweep_id(self) -> str:
         """Six hex digits naming everything that shapes a cell except the grid, so that changing a setting
         never reuses stale runs while adding a budget or a fraction reuses every finished cell."""
-        keep = {k: v for k, v in asdict(self).items() if k not in {"budgets", "fractions", "profile"}}
-        return hashlib.sha256(json.dumps(keep, sort_keys=True).encode()).hexdigest()[:6]
+        return settings_hash(self, ignore={"budgets", "fractions", "profile"})
 
     @property
     def name(self) -> str:

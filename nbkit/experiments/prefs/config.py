@@ -6,11 +6,9 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
-from nbkit.config import ExperimentConfig, opt
+from nbkit.config import ExperimentConfig, opt, settings_hash
 from nbkit.errors import ConfigError
 
 SOURCES = ("auto", "arena", "judge")
@@ -76,8 +74,7 @@ class PrefsConfig(ExperimentConfig):
 
     def config_id(self) -> str:
         """Six hex digits naming every setting that shapes the runs (the profile only prefixes their names)."""
-        keep = {k: v for k, v in asdict(self).items() if k != "profile"}
-        return hashlib.sha256(json.dumps(keep, sort_keys=True).encode()).hexdigest()[:6]
+        return settings_hash(self, ignore={"profile"})
 
     @property
     def name(self) -> str:
